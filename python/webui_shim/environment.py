@@ -1,0 +1,62 @@
+"""Make the embedded interpreter behave like the environment's own ``python``.
+
+Embedded, CPython knows nothing of a virtualenv or a Nix python environment, and reports
+the launcher binary as ``sys.executable``; upstream spawns ``sys.executable`` for
+extension installers and sysinfo, which would re-run the launcher.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import site
+import sys
+
+from .config import LaunchConfig, PythonEnv
+
+
+class LauncherError(Exception):
+    """An error the launcher shows as-is (no traceback): it says what to do."""
+
+
+def _site_packages(prefix: str) -> str:
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    path = os.path.join(prefix, "lib", version, "site-packages")
+    if os.path.isdir(path):
+        return path
+    lib = os.path.join(prefix, "lib")
+    others = sorted(d for d in os.listdir(lib) if d.startswith("python")) if os.path.isdir(lib) else []
+    if others:
+        raise LauncherError(
+            f"The Python environment {prefix} was made for {', '.join(others)}, but the launcher embeds "
+            f"{version}. Recreate it with that interpreter ({sys.executable} -m venv ...) or use a launcher "
+            "built against its Python."
+        )
+    raise LauncherError(f"{prefix} is not a Python environment: {path} does not exist.")
+
+
+def activate_python_env(env: PythonEnv) -> None:
+    """Put the environment's site-packages first, as its own interpreter would."""
+    packages = _site_packages(env.prefix)
+    base_sites = set(site.getsitepackages()) | {site.getusersitepackages()}
+    if env.isolated:
+        sys.path[:] = [p for p in sys.path if p not in base_sites]
+        sys.prefix = sys.exec_prefix = env.prefix
+    first_base = next((i for i, p in enumerate(sys.path) if p in base_sites), len(sys.path))
+    before = list(sys.path)
+    site.addsitedir(packages)  # appends, and runs the environment's .pth files
+    added = [p for p in sys.path if p not in before]
+    rest = [p for p in sys.path if p not in added]
+    sys.path[:] = rest[:first_base] + added + rest[first_base:]
+
+
+def apply(config: LaunchConfig) -> None:
+    os.environ.update(config.environment)
+    if config.python_env is not None:
+        activate_python_env(config.python_env)
+    sys.executable = config.executable
+    sys._base_executable = config.executable
+    multiprocessing.set_executable(config.executable)
+    if config.pycache_prefix:
+        # Bytecode goes to the cache dir, never into the (read-only) webui tree.
+        sys.pycache_prefix = config.pycache_prefix

@@ -1,0 +1,241 @@
+//! Command-line types and the split between launcher flags and upstream webui flags.
+//!
+//! The launcher accepts every upstream webui flag and passes it through untouched, except the
+//! few it must own because it fronts the network or owns the layout (`--data-dir`,
+//! `--listen`, `--port`, `--server-name`, `--subpath`, TLS, `--autolaunch`). Those are declared
+//! here; [`split`] pulls them (in any position) out of the command line and leaves the rest,
+//! in order, for upstream's own parser, so an unknown flag gets upstream's own error.
+
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::env_vars;
+
+const AFTER_HELP: &str = "\
+Every other option is passed to the webui unchanged (see `--webui-help` for upstream's list),
+e.g. `stable-diffusion-webui --api --xformers --ckpt model.safetensors`.
+Options marked (upstream) keep upstream's meaning; the launcher serves them itself.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stable-diffusion-webui",
+    about = "Run AUTOMATIC1111's stable-diffusion-webui from a read-only tree, with its data in \
+             your data directory.",
+    after_help = AFTER_HELP,
+    disable_version_flag = true,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub launcher: LauncherArgs,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    /// Upstream webui arguments, filled in by [`split`] (never by clap).
+    #[arg(skip)]
+    pub webui_args: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the interpreter, torch, the webui tree and the directories; exit non-zero when
+    /// the webui could not start.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct LauncherArgs {
+    /// The upstream webui tree to run (a checkout laid out like upstream, with repositories/).
+    #[arg(long, global = true, env = env_vars::SD_WEBUI_ROOT, value_name = "PATH", help_heading = "Launcher")]
+    pub webui_root: Option<PathBuf>,
+    /// A virtualenv (or Python environment prefix) holding the webui's packages.
+    #[arg(long, global = true, env = env_vars::SD_WEBUI_PYTHON_ENV, value_name = "PATH", help_heading = "Launcher")]
+    pub python_env: Option<PathBuf>,
+    /// (upstream) Where all user data lives [default: $XDG_DATA_HOME/stable-diffusion-webui].
+    #[arg(long, global = true, env = env_vars::SD_WEBUI_DATA_DIR, value_name = "PATH", help_heading = "Launcher")]
+    pub data_dir: Option<PathBuf>,
+    /// Caches: Hugging Face, torch hub, bytecode [default: $XDG_CACHE_HOME/stable-diffusion-webui].
+    #[arg(long, global = true, env = env_vars::SD_WEBUI_CACHE_DIR, value_name = "PATH", help_heading = "Launcher")]
+    pub cache_dir: Option<PathBuf>,
+    /// Show upstream's webui options and exit.
+    #[arg(long, help_heading = "Launcher")]
+    pub webui_help: bool,
+    /// Print the launcher's version and the pinned webui revision.
+    #[arg(short = 'V', long, help_heading = "Launcher")]
+    pub version: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct NetworkArgs {
+    /// (upstream) Listen on all interfaces instead of 127.0.0.1.
+    #[arg(long, help_heading = "Network")]
+    pub listen: bool,
+    /// (upstream) Port to serve the UI on [default: 7860].
+    #[arg(long, help_heading = "Network")]
+    pub port: Option<u16>,
+    /// (upstream) Address or host name to listen on.
+    #[arg(long, value_name = "NAME", help_heading = "Network")]
+    pub server_name: Option<String>,
+    /// (upstream) Serve the UI under this path prefix, e.g. `sd` for /sd/.
+    #[arg(long, value_name = "PATH", help_heading = "Network")]
+    pub subpath: Option<String>,
+    /// (upstream) TLS private key file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_certfile",
+        help_heading = "Network"
+    )]
+    pub tls_keyfile: Option<PathBuf>,
+    /// (upstream) TLS certificate file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_keyfile",
+        help_heading = "Network"
+    )]
+    pub tls_certfile: Option<PathBuf>,
+    /// (upstream) Open the UI in the default browser once it is ready.
+    #[arg(long, help_heading = "Network")]
+    pub autolaunch: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SplitError {
+    #[error("Argument {0:?} is not valid UTF-8")]
+    NotUtf8(std::ffi::OsString),
+}
+
+/// Parse the command line: launcher flags by clap, everything else kept for upstream.
+///
+/// `extra` are arguments from `COMMANDLINE_ARGS`, which upstream appends to its own.
+pub fn parse(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+    extra: Vec<String>,
+) -> Result<Cli, clap::Error> {
+    let mut args: Vec<String> = match args
+        .into_iter()
+        .map(|a| a.into_string().map_err(SplitError::NotUtf8))
+        .collect::<Result<_, _>>()
+    {
+        Ok(args) => args,
+        Err(e) => return Err(Cli::command().error(clap::error::ErrorKind::InvalidUtf8, e)),
+    };
+    let command = Cli::command();
+    let is_subcommand = args
+        .get(1)
+        .is_some_and(|a| command.get_subcommands().any(|s| s.get_name() == a));
+    if is_subcommand {
+        return Cli::try_parse_from(args);
+    }
+    args.extend(extra);
+    let (launcher, webui) = split(&command, &args);
+    let mut cli = Cli::try_parse_from(launcher)?;
+    cli.webui_args = webui;
+    Ok(cli)
+}
+
+/// Separate launcher-owned flags (with their values) from upstream's, keeping both in order.
+pub fn split(command: &clap::Command, args: &[String]) -> (Vec<String>, Vec<String>) {
+    let owned: Vec<(String, bool)> = command
+        .get_arguments()
+        .filter_map(|arg| {
+            let takes_value = arg.get_action().takes_values();
+            arg.get_long().map(|l| (format!("--{l}"), takes_value))
+        })
+        .chain([
+            ("--help".to_owned(), false),
+            ("-h".to_owned(), false),
+            ("-V".to_owned(), false),
+        ])
+        .collect();
+    let mut launcher = args.first().cloned().into_iter().collect::<Vec<_>>();
+    let mut webui = Vec::new();
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        if arg == "--" {
+            webui.extend(rest.by_ref().cloned());
+            break;
+        }
+        let name = arg.split_once('=').map_or(arg.as_str(), |(n, _)| n);
+        match owned.iter().find(|(flag, _)| flag == name) {
+            Some((_, takes_value)) => {
+                launcher.push(arg.clone());
+                if *takes_value
+                    && !arg.contains('=')
+                    && let Some(value) = rest.next()
+                {
+                    launcher.push(value.clone());
+                }
+            }
+            None => webui.push(arg.clone()),
+        }
+    }
+    (launcher, webui)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn owned_flags_are_pulled_out_anywhere_and_the_rest_keeps_its_order() {
+        let (launcher, webui) = split(
+            &Cli::command(),
+            &strings(&[
+                "sdw",
+                "--api",
+                "--port",
+                "9000",
+                "--ckpt",
+                "m.safetensors",
+                "--data-dir=/d",
+                "--listen",
+                "--unknown-flag",
+                "x",
+            ]),
+        );
+        assert_eq!(
+            launcher,
+            strings(&["sdw", "--port", "9000", "--data-dir=/d", "--listen"])
+        );
+        assert_eq!(
+            webui,
+            strings(&["--api", "--ckpt", "m.safetensors", "--unknown-flag", "x"])
+        );
+    }
+
+    #[test]
+    fn everything_after_double_dash_goes_to_the_webui() {
+        let (launcher, webui) = split(
+            &Cli::command(),
+            &strings(&["sdw", "--listen", "--", "--port", "1"]),
+        );
+        assert_eq!(launcher, strings(&["sdw", "--listen"]));
+        assert_eq!(webui, strings(&["--port", "1"]));
+    }
+
+    #[test]
+    fn commandline_args_count_as_user_arguments() {
+        let cli = parse(
+            ["sdw".into(), "--api".into()],
+            strings(&["--port", "7000", "--xformers"]),
+        )
+        .unwrap();
+        assert_eq!(cli.network.port, Some(7000));
+        assert_eq!(cli.webui_args, strings(&["--api", "--xformers"]));
+    }
+}

@@ -1,0 +1,76 @@
+//! Subcommands and the shared preparation they all need.
+
+pub mod doctor;
+pub mod run;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::cli::LauncherArgs;
+use crate::dirs::Dirs;
+use crate::layout::{RootSource, WebuiTree};
+use crate::python_env::PythonEnv;
+use crate::shim::{self, LaunchConfig, ShimPythonEnv};
+use crate::sources::Sources;
+
+/// Everything resolved before the interpreter starts.
+pub struct Prepared {
+    pub cwd: PathBuf,
+    pub tree: WebuiTree,
+    pub dirs: Dirs,
+    pub python: PythonEnv,
+    pub shim_dir: PathBuf,
+}
+
+impl Prepared {
+    pub fn new(args: &LauncherArgs) -> anyhow::Result<Prepared> {
+        let cwd = std::env::current_dir().context("Failed to read the current directory")?;
+        let tree = WebuiTree::discover(args.webui_root.as_deref(), &cwd)?;
+        let dirs = Dirs::resolve(args.data_dir.as_deref(), args.cache_dir.as_deref(), &cwd)?;
+        let python = PythonEnv::discover(args.python_env.as_deref(), &cwd)?;
+        let shim_dir = shim::locate()?;
+        Ok(Prepared {
+            cwd,
+            tree,
+            dirs,
+            python,
+            shim_dir,
+        })
+    }
+
+    /// The shim's configuration for `mode`, with the webui's argv.
+    pub fn launch_config(
+        &self,
+        mode: &'static str,
+        argv: Vec<String>,
+        public_non_local: bool,
+    ) -> LaunchConfig {
+        let git = which::which("git").ok();
+        let environment = crate::environment::webui_environment(&self.dirs, git.as_deref(), |k| {
+            std::env::var(k).ok()
+        });
+        LaunchConfig {
+            mode,
+            webui_root: self.tree.root.clone(),
+            data_dir: self.dirs.data.clone(),
+            cache_dir: self.dirs.cache.clone(),
+            launch_cwd: self.cwd.clone(),
+            executable: self.python.executable.clone(),
+            shim_dir: self.shim_dir.clone(),
+            argv,
+            environment,
+            python_env: self.python.prefix.as_ref().map(|prefix| ShimPythonEnv {
+                prefix: prefix.clone(),
+                isolated: self.python.isolated,
+            }),
+            // A tree with precompiled bytecode (the Nix package) is used as is; otherwise
+            // bytecode goes to the cache, never into the tree.
+            pycache_prefix: (!self.tree.has_bytecode()).then(|| self.dirs.cache.join("pycache")),
+            public_non_local,
+            // Only the packaged tree is known to be at the pinned revision.
+            webui_rev: (self.tree.source == RootSource::Baked && !self.tree.is_git_checkout())
+                .then(|| Sources::pinned().webui.rev),
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! `stable-diffusion-webui [OPTIONS] [WEBUI ARGS...]`: run the webui.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::cli::Cli;
+use crate::commands::Prepared;
+use crate::control::{self, BackendState};
+use crate::embed;
+use crate::network::{Mode, NetworkPlan};
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let prepared = Prepared::new(&cli.launcher)?;
+    if cli.launcher.webui_help {
+        let config = prepared.launch_config("webui_help", Vec::new(), false);
+        let code = embed::run_webui(&prepared.shim_dir, &serde_json::to_string(&config)?)?;
+        return Ok(exit_code(code));
+    }
+    crate::data::prepare(&prepared.dirs.data)?;
+    let plan = NetworkPlan::new(&cli.network, Mode::Direct)?;
+    let mut argv = cli.webui_args.clone();
+    argv.extend([
+        "--data-dir".to_owned(),
+        prepared.dirs.data.display().to_string(),
+    ]);
+    argv.extend(plan.webui_args());
+    let config = prepared.launch_config("run", argv, plan.non_local);
+    let config_json = serde_json::to_string(&config)?;
+    tracing::info!(
+        webui = %prepared.tree.root.display(),
+        data = %prepared.dirs.data.display(),
+        python = %prepared.python.executable.display(),
+        "starting the webui"
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("launcher")
+        .enable_all()
+        .build()
+        .context("Failed to start the async runtime")?;
+    runtime.spawn(forward_sigterm());
+    runtime.spawn(announce_ready(plan));
+
+    // Python must own the process's main thread (upstream installs a SIGINT handler).
+    let code = embed::run_webui(&prepared.shim_dir, &config_json)?;
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    if control::get().restart_requested() {
+        crate::restart::reexec();
+        anyhow::bail!("Failed to restart the launcher");
+    }
+    Ok(exit_code(code))
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// SIGTERM (systemd, docker stop) stops the webui exactly like Ctrl-C does.
+async fn forward_sigterm() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        tracing::warn!("cannot listen for SIGTERM");
+        return;
+    };
+    while term.recv().await.is_some() {
+        tracing::info!("SIGTERM: stopping the webui");
+        control::get().stop(false);
+    }
+}
+
+/// Tell the user where the UI is once the webui is really ready (and open it if asked).
+async fn announce_ready(plan: NetworkPlan) {
+    let mut state = control::get().subscribe();
+    let mut announced = false;
+    while state.changed().await.is_ok() {
+        let ready = matches!(*state.borrow_and_update(), BackendState::Ready { .. });
+        if ready && !announced {
+            announced = true;
+            let url = plan.public_url();
+            tracing::info!("webui ready at {url}");
+            if plan.autolaunch {
+                crate::browser::open(&url);
+            }
+        }
+    }
+}

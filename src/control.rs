@@ -1,0 +1,128 @@
+//! Process control shared by the embedded webui and the launcher's async side.
+//!
+//! The shim reports readiness and asks for stop/restart through the `_webui_launcher` Python
+//! module defined here; the proxy and the signal handling read the same state. It is a
+//! process-wide singleton because CPython is one per process and calls into Rust from any
+//! thread.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+/// How long a requested stop may take before the launcher forces the exit.
+pub const STOP_GRACE: Duration = Duration::from_secs(15);
+
+/// The webui as seen from outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendState {
+    Starting,
+    Ready { port: u16, file_roots: Vec<PathBuf> },
+    Stopping,
+}
+
+pub struct Control {
+    state: watch::Sender<BackendState>,
+    restart: AtomicBool,
+    stopping: AtomicBool,
+}
+
+static CONTROL: OnceLock<Control> = OnceLock::new();
+
+/// The process's control state (created on first use).
+pub fn get() -> &'static Control {
+    CONTROL.get_or_init(|| Control {
+        state: watch::channel(BackendState::Starting).0,
+        restart: AtomicBool::new(false),
+        stopping: AtomicBool::new(false),
+    })
+}
+
+impl Control {
+    pub fn subscribe(&self) -> watch::Receiver<BackendState> {
+        self.state.subscribe()
+    }
+
+    pub fn set_state(&self, state: BackendState) {
+        self.state.send_replace(state);
+    }
+
+    pub fn restart_requested(&self) -> bool {
+        self.restart.load(Ordering::SeqCst)
+    }
+
+    /// Ask the webui to stop: raise KeyboardInterrupt on Python's main thread (upstream's
+    /// webui() loop turns it into a clean stop) and arm the watchdog.
+    pub fn stop(&self, restart: bool) {
+        if restart {
+            self.restart.store(true, Ordering::SeqCst);
+        }
+        self.set_state(BackendState::Stopping);
+        // SAFETY: PyErr_SetInterrupt is async-signal-safe and needs no GIL.
+        unsafe { pyo3::ffi::PyErr_SetInterrupt() };
+        self.arm_watchdog();
+    }
+
+    /// A stop is under way (Python saw Ctrl-C itself): arm the watchdog once.
+    pub fn arm_watchdog(&self) {
+        self.set_state(BackendState::Stopping);
+        if self.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        std::thread::spawn(|| {
+            std::thread::sleep(STOP_GRACE);
+            tracing::error!(
+                "the webui did not stop within {}s; forcing it",
+                STOP_GRACE.as_secs()
+            );
+            if get().restart_requested() {
+                crate::restart::reexec();
+            }
+            std::process::exit(1);
+        });
+    }
+}
+
+/// The Python side of [`Control`], importable by the shim as `_webui_launcher`.
+#[pyo3::pymodule]
+pub mod _webui_launcher {
+    use super::{BackendState, get};
+    use pyo3::prelude::*;
+    use std::path::PathBuf;
+
+    /// Upstream reached its app-started point: gradio may receive requests.
+    #[pyfunction]
+    fn backend_ready(port: u16, file_roots: Vec<PathBuf>) {
+        tracing::debug!(port, ?file_roots, "webui ready");
+        get().set_state(BackendState::Ready { port, file_roots });
+    }
+
+    /// gradio is about to close (UI reload or stop).
+    #[pyfunction]
+    fn backend_stopping() {
+        get().set_state(BackendState::Stopping);
+    }
+
+    /// Upstream's restart_program(): the launcher re-executes itself after the stop.
+    #[pyfunction]
+    fn request_restart() {
+        get()
+            .restart
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        get().arm_watchdog();
+    }
+
+    /// Upstream's stop_program().
+    #[pyfunction]
+    fn request_stop() {
+        get().arm_watchdog();
+    }
+
+    /// Ctrl-C reached Python's handler.
+    #[pyfunction]
+    fn stop_requested() {
+        get().arm_watchdog();
+    }
+}

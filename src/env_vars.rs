@@ -1,0 +1,27 @@
+//! Every environment variable the launcher reads or sets, in one place.
+
+/// Path of the upstream webui tree (same as `--webui-root`).
+pub const SD_WEBUI_ROOT: &str = "SD_WEBUI_ROOT";
+/// Data directory (same as `--data-dir`).
+pub const SD_WEBUI_DATA_DIR: &str = "SD_WEBUI_DATA_DIR";
+/// Cache directory (same as `--cache-dir`).
+pub const SD_WEBUI_CACHE_DIR: &str = "SD_WEBUI_CACHE_DIR";
+/// A virtualenv or Python environment prefix (same as `--python-env`).
+pub const SD_WEBUI_PYTHON_ENV: &str = "SD_WEBUI_PYTHON_ENV";
+/// Where the `webui_shim` Python package lives (overrides the built-in location).
+pub const SD_WEBUI_SHIM_DIR: &str = "SD_WEBUI_SHIM_DIR";
+/// `tracing` filter for the launcher's own logs (default `info`).
+pub const SD_WEBUI_LOG: &str = "SD_WEBUI_LOG";
+/// Standard virtualenv activation variable.
+pub const VIRTUAL_ENV: &str = "VIRTUAL_ENV";
+/// Upstream's extra-arguments variable; the launcher consumes it so owned flags stay owned.
+pub const COMMANDLINE_ARGS: &str = "COMMANDLINE_ARGS";
+
+/// Build-time defaults the Nix package bakes in (`option_env!`).
+pub mod baked {
+    pub const DEFAULT_ROOT: Option<&str> = option_env!("SD_WEBUI_DEFAULT_ROOT");
+    pub const DEFAULT_PYTHON_ENV: Option<&str> = option_env!("SD_WEBUI_DEFAULT_PYTHON_ENV");
+    pub const SHIM_DIR: Option<&str> = option_env!("SD_WEBUI_SHIM_DIR");
+    /// The interpreter PyO3 linked against (set by build.rs).
+    pub const BUILD_PYTHON: Option<&str> = option_env!("SD_WEBUI_BUILD_PYTHON");
+}

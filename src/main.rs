@@ -1,0 +1,54 @@
+//! `stable-diffusion-webui`: parse, set up logging, dispatch. All work lives in the library.
+
+use std::process::ExitCode;
+
+use stable_diffusion_webui::cli::{self, Command};
+use stable_diffusion_webui::commands;
+use stable_diffusion_webui::env_vars;
+use stable_diffusion_webui::sources::Sources;
+
+fn main() -> ExitCode {
+    let extra = std::env::var(env_vars::COMMANDLINE_ARGS)
+        .ok()
+        .and_then(|value| shlex::split(&value))
+        .unwrap_or_default();
+    let cli = match cli::parse(std::env::args_os(), extra) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    init_logging();
+    if cli.launcher.version {
+        let webui = Sources::pinned().webui;
+        println!("stable-diffusion-webui {}", env!("CARGO_PKG_VERSION"));
+        println!(
+            "webui {}/{}@{} (pinned)",
+            webui.owner, webui.repo, webui.rev
+        );
+        return ExitCode::SUCCESS;
+    }
+    let result = match &cli.command {
+        Some(Command::Doctor(args)) => commands::doctor::run(&cli.launcher, args),
+        None => commands::run::run(cli),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  Caused by: {cause}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env(env_vars::SD_WEBUI_LOG)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

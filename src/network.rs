@@ -1,0 +1,237 @@
+//! The one place where upstream's network flags are mapped.
+//!
+//! The user-facing meaning stays upstream's (`--listen`, `--port`, `--server-name`,
+//! `--subpath`, TLS). Behind the proxy, gradio itself always binds a private loopback port
+//! chosen here, and the public side belongs to the launcher.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
+use std::path::PathBuf;
+
+use crate::cli::NetworkArgs;
+
+/// Upstream's default port.
+pub const DEFAULT_PORT: u16 = 7860;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("Cannot resolve --server-name `{name}`")]
+    Resolve {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Failed to find a free loopback port for gradio")]
+    PrivatePort(#[source] std::io::Error),
+    #[error("--subpath `{0}` is not a path prefix; use letters, digits, `-`, `_`, `.` and `/`")]
+    Subpath(String),
+}
+
+/// Whether gradio faces the user directly or sits behind the launcher's proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Direct,
+    Proxy,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Resolved network layout for one run.
+#[derive(Debug, Clone)]
+pub struct NetworkPlan {
+    pub mode: Mode,
+    /// Where users connect.
+    pub public: Vec<SocketAddr>,
+    /// Where gradio listens (equals the public port in direct mode).
+    pub backend: SocketAddr,
+    /// Reachable from other machines (upstream's "non-local" protections apply).
+    pub non_local: bool,
+    /// Path prefix without surrounding slashes.
+    pub subpath: Option<String>,
+    pub tls: Option<TlsFiles>,
+    pub autolaunch: bool,
+    /// Host name as the user gave it, for the printed URL.
+    display_host: String,
+}
+
+impl NetworkPlan {
+    pub fn new(args: &NetworkArgs, mode: Mode) -> Result<NetworkPlan, NetworkError> {
+        let port = args.port.unwrap_or(DEFAULT_PORT);
+        let (public, display_host) = match (&args.server_name, args.listen) {
+            (Some(name), _) => {
+                let addrs = (name.as_str(), port)
+                    .to_socket_addrs()
+                    .map_err(|source| NetworkError::Resolve {
+                        name: name.clone(),
+                        source,
+                    })?
+                    .collect();
+                (addrs, name.clone())
+            }
+            (None, true) => (
+                vec![
+                    SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+                    SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
+                ],
+                "0.0.0.0".to_owned(),
+            ),
+            (None, false) => (
+                vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))],
+                "127.0.0.1".to_owned(),
+            ),
+        };
+        let non_local = public.iter().any(|a| !a.ip().is_loopback());
+        let backend = match mode {
+            Mode::Direct => public[0],
+            Mode::Proxy => SocketAddr::from((Ipv4Addr::LOCALHOST, free_loopback_port()?)),
+        };
+        let subpath = args
+            .subpath
+            .as_deref()
+            .map(|s| s.trim_matches('/').to_owned())
+            .filter(|s| !s.is_empty());
+        if let Some(s) = &subpath
+            && !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        {
+            return Err(NetworkError::Subpath(s.clone()));
+        }
+        let tls = match (&args.tls_certfile, &args.tls_keyfile) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        Ok(NetworkPlan {
+            mode,
+            public,
+            backend,
+            non_local,
+            subpath,
+            tls,
+            autolaunch: args.autolaunch,
+            display_host,
+        })
+    }
+
+    /// Arguments appended after the user's, so they win over any abbreviation upstream's
+    /// argparse would accept (`--serv 0.0.0.0`).
+    pub fn webui_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--port".to_owned(),
+            self.backend.port().to_string(),
+            "--server-name".to_owned(),
+            self.backend.ip().to_string(),
+        ];
+        if let Some(subpath) = &self.subpath {
+            args.extend(["--subpath".to_owned(), subpath.clone()]);
+        }
+        if let (Mode::Direct, Some(tls)) = (self.mode, &self.tls) {
+            args.extend([
+                "--tls-certfile".to_owned(),
+                tls.cert.display().to_string(),
+                "--tls-keyfile".to_owned(),
+                tls.key.display().to_string(),
+            ]);
+        }
+        args
+    }
+
+    /// The URL to print and open.
+    pub fn public_url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let host = match self.display_host.as_str() {
+            "0.0.0.0" | "::" => "localhost",
+            other => other,
+        };
+        let port = self.public.first().map_or(DEFAULT_PORT, SocketAddr::port);
+        let subpath = self
+            .subpath
+            .as_deref()
+            .map_or(String::new(), |s| format!("{s}/"));
+        format!("{scheme}://{host}:{port}/{subpath}")
+    }
+}
+
+fn free_loopback_port() -> Result<u16, NetworkError> {
+    let listener =
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(NetworkError::PrivatePort)?;
+    let port = listener
+        .local_addr()
+        .map_err(NetworkError::PrivatePort)?
+        .port();
+    Ok(port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(f: impl FnOnce(&mut NetworkArgs)) -> NetworkArgs {
+        let mut a = NetworkArgs::default();
+        f(&mut a);
+        a
+    }
+
+    #[test]
+    fn default_is_loopback_7860_and_local() {
+        let plan = NetworkPlan::new(&args(|_| {}), Mode::Proxy).unwrap();
+        assert_eq!(plan.public, vec!["127.0.0.1:7860".parse().unwrap()]);
+        assert!(!plan.non_local);
+        assert!(plan.backend.ip().is_loopback());
+        assert_ne!(plan.backend.port(), 7860);
+        assert_eq!(plan.public_url(), "http://127.0.0.1:7860/");
+    }
+
+    #[test]
+    fn listen_is_all_interfaces_and_non_local_but_gradio_stays_private() {
+        let plan = NetworkPlan::new(&args(|a| a.listen = true), Mode::Proxy).unwrap();
+        assert!(plan.non_local);
+        assert_eq!(plan.public.len(), 2);
+        let webui = plan.webui_args();
+        assert_eq!(
+            webui[2..4],
+            ["--server-name".to_owned(), "127.0.0.1".to_owned()]
+        );
+    }
+
+    #[test]
+    fn direct_mode_gives_gradio_the_public_address_and_tls() {
+        let plan = NetworkPlan::new(
+            &args(|a| {
+                a.port = Some(9000);
+                a.subpath = Some("/sd/".into());
+                a.tls_certfile = Some("c.pem".into());
+                a.tls_keyfile = Some("k.pem".into());
+            }),
+            Mode::Direct,
+        )
+        .unwrap();
+        assert_eq!(
+            plan.webui_args(),
+            [
+                "--port",
+                "9000",
+                "--server-name",
+                "127.0.0.1",
+                "--subpath",
+                "sd",
+                "--tls-certfile",
+                "c.pem",
+                "--tls-keyfile",
+                "k.pem"
+            ]
+        );
+        assert_eq!(plan.public_url(), "https://127.0.0.1:9000/sd/");
+    }
+
+    #[test]
+    fn bad_subpath_is_refused() {
+        assert!(NetworkPlan::new(&args(|a| a.subpath = Some("a b".into())), Mode::Proxy).is_err());
+    }
+}

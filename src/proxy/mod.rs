@@ -1,0 +1,1 @@
+//! Reverse proxy in front of gradio (in progress).
