@@ -80,9 +80,10 @@ def _patch_launch_utils(launch_utils: ModuleType, config: LaunchConfig) -> None:
         _run_installer(extension_dir, config, launch_utils)
 
     def commit_hash():
-        """Replaces launch_utils.commit_hash: a tree without .git reports its pinned revision."""
-        if not os.path.exists(os.path.join(launch_utils.script_path, ".git")) and config.webui_rev:
-            return config.webui_rev
+        """Replaces launch_utils.commit_hash: a tree without .git reports its pinned revision
+        (or upstream's "<none>") instead of spawning git to fail with "not a git repository"."""
+        if not os.path.exists(os.path.join(launch_utils.script_path, ".git")):
+            return config.webui_rev or "<none>"
         return original_commit_hash()
 
     original_commit_hash = launch_utils.commit_hash

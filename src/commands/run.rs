@@ -70,19 +70,25 @@ async fn forward_sigterm() {
     }
 }
 
-/// Tell the user where the UI is once the webui is really ready (and open it if asked).
+/// Tell the user where the UI is each time the webui becomes ready (again, after a UI
+/// reload), and open it once if asked.
 async fn announce_ready(plan: NetworkPlan) {
     let mut state = control::get().subscribe();
-    let mut announced = false;
+    let mut times = 0;
     while state.changed().await.is_ok() {
         let ready = matches!(*state.borrow_and_update(), BackendState::Ready { .. });
-        if ready && !announced {
-            announced = true;
-            let url = plan.public_url();
+        if !ready {
+            continue;
+        }
+        times += 1;
+        let url = plan.public_url();
+        if times == 1 {
             tracing::info!("webui ready at {url}");
             if plan.autolaunch {
                 crate::browser::open(&url);
             }
+        } else {
+            tracing::info!("webui ready at {url} (reloaded)");
         }
     }
 }

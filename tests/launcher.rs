@@ -1,0 +1,318 @@
+//! The launcher binary against a webui-shaped fixture (no upstream, no torch needed).
+
+#[path = "launcher/fixture.rs"]
+mod fixture;
+
+use fixture::{Running, TestEnv, free_port, http, info, port_is_free, tree_snapshot};
+
+macro_rules! env_or_skip {
+    () => {
+        match TestEnv::new() {
+            Some(env) => env,
+            None => return,
+        }
+    };
+}
+
+#[test]
+fn upstream_and_unknown_flags_pass_through_and_owned_flags_are_mapped() {
+    let env = env_or_skip!();
+    let port = free_port();
+    let mut cmd = env.command();
+    cmd.args([
+        "--api",
+        "--fixture-flag",
+        "x y",
+        "--port",
+        &port.to_string(),
+    ])
+    .args([
+        "--data-dir",
+        "rel/../data",
+        "--ckpt",
+        "models/m.safetensors",
+    ]);
+    let mut run = Running::start(cmd);
+    run.wait_ready(1);
+    let info = info(port);
+    let data = env.tmp.path().join("data");
+    let opts = &info["opts"];
+    assert_eq!(opts["api"], true);
+    assert_eq!(opts["fixture_flag"], "x y", "values with spaces survive");
+    assert_eq!(opts["port"], port);
+    assert_eq!(opts["server_name"], "127.0.0.1");
+    assert_eq!(
+        opts["data_dir"],
+        data.to_str().unwrap(),
+        "relative --data-dir made absolute"
+    );
+    // Relative paths the user typed are relative to where the launcher was started...
+    assert_eq!(
+        opts["ckpt"],
+        env.tmp
+            .path()
+            .join("models/m.safetensors")
+            .to_str()
+            .unwrap()
+    );
+    // ...while the webui itself runs in the data dir.
+    assert_eq!(info["cwd"], data.to_str().unwrap());
+    assert_eq!(info["data_path"], data.to_str().unwrap());
+    assert_eq!(
+        info["config_states_dir"],
+        data.join("config_states").to_str().unwrap()
+    );
+    // A stub torch without CUDA: the CPU defaults are added.
+    assert_eq!(opts["no_half"], true);
+    assert_eq!(opts["use_cpu"], serde_json::json!(["all"]));
+    // Local only: upstream's non-local protections stay off despite --server-name.
+    assert_eq!(opts["disable_extension_access"], false);
+    assert_eq!(
+        info["executable"],
+        env.python_env.join("bin/python3").to_str().unwrap()
+    );
+    assert_eq!(info["env"]["COMMANDLINE_ARGS"], "");
+    assert_eq!(info["env"]["GRADIO_ANALYTICS_ENABLED"], "False");
+    let cache = env.home.join(".cache/stable-diffusion-webui");
+    assert_eq!(
+        info["env"]["HF_HOME"],
+        cache.join("huggingface").to_str().unwrap()
+    );
+    run.signal(libc::SIGINT);
+    assert_eq!(run.wait_exit(), 0, "{}", run.output());
+}
+
+#[test]
+fn listen_enables_upstream_non_local_protections_and_commandline_args_count() {
+    let env = env_or_skip!();
+    let port = free_port();
+    let mut cmd = env.command();
+    cmd.env(
+        "COMMANDLINE_ARGS",
+        format!("--port {port} --listen --fixture-flag from-env"),
+    );
+    let mut run = Running::start(cmd);
+    run.wait_ready(1);
+    let info = info(port);
+    assert_eq!(info["opts"]["fixture_flag"], "from-env");
+    assert_eq!(
+        info["opts"]["listen"], false,
+        "gradio never binds all interfaces itself"
+    );
+    assert_eq!(info["opts"]["disable_extension_access"], true);
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(), 0, "{}", run.output());
+}
+
+#[test]
+fn unknown_flag_gets_upstreams_own_error() {
+    let env = env_or_skip!();
+    let out = env
+        .command()
+        .args(["--no-such-flag", "--port", &free_port().to_string()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("unrecognized arguments: --no-such-flag"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn data_dir_follows_xdg_and_overrides() {
+    let env = env_or_skip!();
+    let cases = [
+        (vec![], env.home.join(".local/share/stable-diffusion-webui")),
+        (
+            vec![("XDG_DATA_HOME", env.tmp.path().join("xdg"))],
+            env.tmp.path().join("xdg/stable-diffusion-webui"),
+        ),
+        (
+            vec![("SD_WEBUI_DATA_DIR", env.tmp.path().join("from-env"))],
+            env.tmp.path().join("from-env"),
+        ),
+    ];
+    for (vars, expected) in cases {
+        let port = free_port();
+        let mut cmd = env.command();
+        cmd.args(["--port", &port.to_string()]);
+        for (k, v) in &vars {
+            cmd.env(k, v);
+        }
+        let mut run = Running::start(cmd);
+        run.wait_ready(1);
+        assert_eq!(
+            info(port)["data_path"],
+            expected.to_str().unwrap(),
+            "{vars:?}"
+        );
+        run.signal(libc::SIGINT);
+        assert_eq!(run.wait_exit(), 0);
+    }
+}
+
+#[test]
+fn read_only_tree_is_left_byte_for_byte_unchanged() {
+    let env = env_or_skip!();
+    let before = tree_snapshot(&env.webui);
+    let port = free_port();
+    let data = env.tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("config.json"), "{broken").unwrap();
+    // A corrupt config.json is refused, not moved into <tree>/tmp as upstream would.
+    let out = env.command().args(["--data-dir", "data"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("config.json` is not valid JSON"));
+    assert_eq!(
+        std::fs::read_to_string(data.join("config.json")).unwrap(),
+        "{broken"
+    );
+    std::fs::write(data.join("config.json"), "{}").unwrap();
+
+    let mut cmd = env.command();
+    cmd.args(["--data-dir", "data", "--port", &port.to_string()]);
+    let mut run = Running::start(cmd);
+    run.wait_ready(1);
+    assert_eq!(http(port, "POST", "/reload", "").0, 200);
+    run.wait_ready(2);
+    run.signal(libc::SIGINT);
+    assert_eq!(run.wait_exit(), 0);
+    assert_eq!(tree_snapshot(&env.webui), before, "the webui tree changed");
+    assert!(data.join("config_states").is_dir());
+}
+
+#[test]
+fn pip_and_git_requests_are_answered_without_spawning_them() {
+    let env = env_or_skip!();
+    let port = free_port();
+    let data = env.tmp.path().join("data");
+    env.add_extension(&data);
+    let mut cmd = env.command();
+    cmd.args(["--data-dir", "data", "--port", &port.to_string()]);
+    let mut run = Running::start(cmd);
+    run.wait_ready(1);
+    // The extension's install.py ran at start: present package a no-op, absent one reported.
+    assert_eq!(
+        run.count("Extension 'needs-packages' needs"),
+        1,
+        "{}",
+        run.output()
+    );
+    let output = run.output();
+    assert!(
+        output.contains(
+            "Extension 'needs-packages' needs Python packages that are not installed: definitely-absent-package==1.0."
+        ),
+        "{output}"
+    );
+    assert!(
+        output.contains("extraPythonPackages = ps: [ ps.definitely-absent-package ];"),
+        "{output}"
+    );
+
+    assert_eq!(http(port, "POST", "/pip", "install packaging").0, 200);
+    let (status, body) = http(port, "POST", "/pip", "install -U absent-one>=2 packaging");
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains("absent-one>=2") && !body.contains("packaging,"),
+        "{body}"
+    );
+    let (status, body) = http(port, "POST", "/run", "\"python\" -m pip install absent-two");
+    assert_eq!(status, 409);
+    assert!(body.contains("absent-two"), "{body}");
+    let (status, body) = http(port, "POST", "/git-clone", "/nonexistent/repo");
+    assert_eq!(status, 409);
+    assert!(
+        body.contains("does not clone repositories at run time"),
+        "{body}"
+    );
+    run.signal(libc::SIGINT);
+    assert_eq!(run.wait_exit(), 0);
+    assert_eq!(env.spawned(), "", "pip or git was spawned");
+}
+
+#[test]
+fn sigint_and_sigterm_stop_cleanly_and_release_the_port() {
+    let env = env_or_skip!();
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let port = free_port();
+        let mut cmd = env.command();
+        cmd.args(["--port", &port.to_string()]);
+        let mut run = Running::start(cmd);
+        run.wait_ready(1);
+        assert!(!port_is_free(port));
+        run.signal(signal);
+        assert_eq!(run.wait_exit(), 0, "signal {signal}:\n{}", run.output());
+        assert!(
+            run.output()
+                .contains("Caught KeyboardInterrupt, stopping...")
+        );
+        assert!(port_is_free(port), "port still bound after signal {signal}");
+    }
+}
+
+#[test]
+fn restart_reexecs_in_place_and_reload_restarts_in_process() {
+    let env = env_or_skip!();
+    let port = free_port();
+    let mut cmd = env.command();
+    cmd.args(["--port", &port.to_string()]);
+    let mut run = Running::start(cmd);
+    run.wait_ready(1);
+    let first = info(port);
+
+    // Settings' "Reload UI": same process, same interpreter.
+    assert_eq!(http(port, "POST", "/reload", "").0, 200);
+    run.wait_ready(2);
+    let reloaded = info(port);
+    assert_eq!(reloaded["boot_id"], first["boot_id"]);
+
+    // upstream's restart_program() (Apply and restart, /server-restart): a fresh interpreter
+    // in the same process, never a dead server.
+    assert_eq!(http(port, "POST", "/restart", "").0, 200);
+    run.wait_for("restarting the webui", 1);
+    run.wait_ready(3);
+    let restarted = info(port);
+    assert_eq!(restarted["pid"], first["pid"], "restart keeps the PID");
+    assert_ne!(
+        restarted["boot_id"], first["boot_id"],
+        "restart starts a new interpreter"
+    );
+
+    // upstream's stop_program() (/server-kill): a clean exit 0.
+    assert_eq!(http(port, "POST", "/kill", "").0, 200);
+    assert_eq!(run.wait_exit(), 0, "{}", run.output());
+    assert!(port_is_free(port));
+}
+
+#[test]
+fn doctor_reports_and_fails_without_a_tree() {
+    let env = env_or_skip!();
+    let out = env.command().arg("doctor").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("No problems found"), "{stdout}");
+    assert!(stdout.contains("torch         2.7.0 (cpu)"), "{stdout}");
+
+    let out = env
+        .command()
+        .args(["doctor", "--json"])
+        .env("SD_WEBUI_ROOT", env.tmp.path().join("nope"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("does not exist"),
+        "{report}"
+    );
+}
