@@ -13,15 +13,42 @@ import os
 # Every upstream option whose value is a path (modules/cmd_args.py and the built-in
 # extensions' preload.py). tests/python/test_upstream_args.py checks this list against
 # upstream's parser so it cannot silently go stale.
-PATH_OPTIONS = frozenset({
-    "--data-dir", "--models-dir", "--config", "--ckpt", "--ckpt-dir", "--vae-dir", "--vae-path",
-    "--gfpgan-dir", "--gfpgan-model", "--embeddings-dir", "--textual-inversion-templates-dir",
-    "--hypernetwork-dir", "--localizations-dir", "--codeformer-models-path", "--gfpgan-models-path",
-    "--esrgan-models-path", "--bsrgan-models-path", "--realesrgan-models-path", "--dat-models-path",
-    "--clip-models-path", "--ui-config-file", "--ui-settings-file", "--gradio-auth-path",
-    "--gradio-allowed-path", "--styles-file", "--tls-keyfile", "--tls-certfile", "--lora-dir",
-    "--lyco-dir-backcompat", "--ldsr-models-path", "--scunet-models-path", "--swinir-models-path",
-})
+PATH_OPTIONS = frozenset(
+    {
+        "--data-dir",
+        "--models-dir",
+        "--config",
+        "--ckpt",
+        "--ckpt-dir",
+        "--vae-dir",
+        "--vae-path",
+        "--gfpgan-dir",
+        "--gfpgan-model",
+        "--embeddings-dir",
+        "--textual-inversion-templates-dir",
+        "--hypernetwork-dir",
+        "--localizations-dir",
+        "--codeformer-models-path",
+        "--gfpgan-models-path",
+        "--esrgan-models-path",
+        "--bsrgan-models-path",
+        "--realesrgan-models-path",
+        "--dat-models-path",
+        "--clip-models-path",
+        "--ui-config-file",
+        "--ui-settings-file",
+        "--gradio-auth-path",
+        "--gradio-allowed-path",
+        "--styles-file",
+        "--tls-keyfile",
+        "--tls-certfile",
+        "--lora-dir",
+        "--lyco-dir-backcompat",
+        "--ldsr-models-path",
+        "--scunet-models-path",
+        "--swinir-models-path",
+    }
+)
 
 # What upstream needs to run without CUDA, as its own scripts set it (webui-macos-env.sh for
 # MPS); each is added only when the user did not give that option.
@@ -54,7 +81,7 @@ def has_option(argv: list[str], option: str) -> bool:
 
 
 def accelerator() -> str:
-    """"cuda", "mps" or "cpu": what torch can use here."""
+    """ "cuda", "mps" or "cpu": what torch can use here."""
     import torch
 
     if torch.cuda.is_available():

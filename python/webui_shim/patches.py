@@ -117,12 +117,13 @@ def _run_installer(extension_dir: str, config: LaunchConfig, launch_utils: Modul
     env["SD_WEBUI_EXTENSION_NAME"] = name
     # Upstream passes the data dir only through sys.argv; installers read it via COMMANDLINE_ARGS.
     env["COMMANDLINE_ARGS"] = f"--data-dir {subprocess.list2cmdline([config.data_dir])}"
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (config.shim_dir, config.webui_root, env.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (config.shim_dir, config.webui_root, env.get("PYTHONPATH", "")) if p)
     result = subprocess.run(
         [sys.executable, "-m", "webui_shim.installer", extension_dir],
-        env=env, capture_output=True, text=True, errors="replace",
+        env=env,
+        capture_output=True,
+        text=True,
+        errors="replace",
     )
     if result.stdout.strip():
         print(result.stdout.strip())
@@ -146,7 +147,9 @@ def prepare_environment(launch_utils: ModuleType) -> None:
     if args.xformers and not launch_utils.is_installed("xformers"):
         print("--xformers given but xformers is not installed; continuing without it.")
     if mismatched:
-        print("Package versions differ from upstream's requirements_versions.txt (usually fine): " + ", ".join(mismatched))
+        print(
+            "Package versions differ from upstream's requirements_versions.txt (usually fine): " + ", ".join(mismatched)
+        )
     if missing:
         raise EnvironmentIncomplete(requirements.missing_message("The webui", missing))
     if not args.skip_install:

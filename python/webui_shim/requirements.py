@@ -15,15 +15,42 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-
 # pip install options that take a value; their value is not a requirement.
 _OPTIONS_WITH_VALUE = {
-    "-i", "--index-url", "--extra-index-url", "-f", "--find-links", "-c", "--constraint",
-    "-t", "--target", "--prefix", "--root", "--platform", "--python-version",
-    "--implementation", "--abi", "--src", "--upgrade-strategy", "--progress-bar",
-    "--global-option", "--config-settings", "-C", "--trusted-host", "--cache-dir",
-    "--log", "--proxy", "--retries", "--timeout", "--exists-action", "--cert",
-    "--client-cert", "--report", "--python", "--only-binary", "--no-binary",
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "-f",
+    "--find-links",
+    "-c",
+    "--constraint",
+    "-t",
+    "--target",
+    "--prefix",
+    "--root",
+    "--platform",
+    "--python-version",
+    "--implementation",
+    "--abi",
+    "--src",
+    "--upgrade-strategy",
+    "--progress-bar",
+    "--global-option",
+    "--config-settings",
+    "-C",
+    "--trusted-host",
+    "--cache-dir",
+    "--log",
+    "--proxy",
+    "--retries",
+    "--timeout",
+    "--exists-action",
+    "--cert",
+    "--client-cert",
+    "--report",
+    "--python",
+    "--only-binary",
+    "--no-binary",
 }
 _EGG = re.compile(r"[#&]egg=([A-Za-z0-9_.\-]+)")
 _PIP_IN_SHELL = re.compile(r"(?:^|[\s\"'/])(?:-m\s+pip|pip3?(?:\.exe)?)\s+(?P<args>.*)$")

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The Nix checks that run without nixpkgs (CI has Debian's nix-bin, no nixpkgs, no binary cache):
+#   1. every .nix file (tracked or untracked, not ignored) parses;
+#   2. nix/pins.nix: sources.json and flake.lock agree, every patch is listed and present,
+#      every rev is a full commit id and every hash an SRI sha256;
+#   3. flake.lock is lock format 7, every locked input has a narHash, and its follows are sane.
+# Usage: .ci/nix-check.sh   (installs nothing; the caller provides nix-instantiate)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export NIX_CONFIG=$'experimental-features = nix-command flakes\nsubstituters ='
+
+command -v nix-instantiate >/dev/null || {
+  echo "nix-check: nix-instantiate not found (apt-get install -y nix-bin)" >&2
+  exit 1
+}
+
+fail=0
+
+# 1. parse
+count=0
+while IFS= read -r -d '' file; do
+  count=$((count + 1))
+  if ! nix-instantiate --parse "$file" >/dev/null; then
+    echo "FAIL parse: $file"
+    fail=1
+  fi
+done < <(git ls-files -z --cached --others --exclude-standard -- '*.nix')
+echo "parse: $count .nix files"
+if ((count == 0)); then
+  echo "FAIL parse: no .nix files found"
+  fail=1
+fi
+
+# 2. pins (pure: builtins only)
+problems=$(nix-instantiate --eval --strict --json nix/pins.nix -A problems)
+if [[ $problems != "[]" ]]; then
+  echo "FAIL pins: $problems"
+  fail=1
+else
+  echo "pins: sources.json and flake.lock agree; patches all listed"
+fi
+
+# 3. flake.lock shape
+lock_problems=$(nix-instantiate --eval --strict --json --expr '
+  let
+    lock = builtins.fromJSON (builtins.readFile ./flake.lock);
+    names = builtins.filter (n: n != lock.root) (builtins.attrNames lock.nodes);
+    node = n: lock.nodes.${n};
+    follows = builtins.concatMap (n:
+      builtins.concatMap (i: let v = (node n).inputs.${i}; in
+        if builtins.isList v then (if builtins.elem (builtins.head v) (builtins.attrNames lock.nodes)
+          then [] else [ "${n}.${i} follows unknown ${builtins.head v}" ])
+        else if lock.nodes ? ${v} then [] else [ "${n}.${i} points at missing node ${v}" ])
+      (builtins.attrNames ((node n).inputs or {}))) (builtins.attrNames lock.nodes);
+  in
+    (if lock.version == 7 then [] else [ "lock version ${toString lock.version}" ])
+    ++ builtins.concatMap (n:
+      let l = (node n).locked or {}; in
+      (if builtins.match "sha256-[A-Za-z0-9+/]{43}=" (l.narHash or "") != null then [] else [ "${n}: no narHash" ])
+      ++ (if builtins.match "[0-9a-f]{40}" (l.rev or "") != null then [] else [ "${n}: no full rev" ]))
+      names
+    ++ follows
+')
+if [[ $lock_problems != "[]" ]]; then
+  echo "FAIL flake.lock: $lock_problems"
+  fail=1
+else
+  echo "flake.lock: version 7, every input locked with rev and narHash"
+fi
+
+if ((fail)); then
+  echo "nix-check: FAILED"
+  exit 1
+fi
+echo "nix-check: passed"

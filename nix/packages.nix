@@ -1,0 +1,147 @@
+# Packages, apps and the overlay: one builder (mkWebui), three torch variants.
+#
+#   packages.default  x86_64-linux: cuda; aarch64-darwin: mps; aarch64-linux: cpu
+#   packages.cpu      nixpkgs' source-built torch without CUDA (cached on cache.nixos.org)
+#   packages.cuda     x86_64-linux: nixpkgs' torch-bin, PyTorch's CUDA 12.8 wheel (no compiling)
+#   packages.mps      aarch64-darwin: nixpkgs' torch-bin, PyTorch's macOS arm64 wheel (MPS)
+#
+# CUDA architectures: the torch-bin wheel is built by PyTorch for its own list of architectures
+# and cannot be narrowed or widened. To build for chosen ones, override cudaCapabilities:
+#   packages.x86_64-linux.cuda.override { cudaCapabilities = [ "8.6" "8.9" ]; }
+# which switches to nixpkgs' source torch with config.cudaSupport and those capabilities.
+# That is a long compile unless cache.nixos-cuda.org has the build (it caches nixpkgs' default
+# capability list only).
+{ inputs, self, ... }:
+let
+  mkWebui =
+    {
+      pkgs,
+      variant ? "cpu",
+      cudaCapabilities ? null,
+      extraPythonPackages ? (_: [ ]),
+    }:
+    let
+      fromSource = cudaCapabilities != null;
+      # Source CUDA torch needs a nixpkgs evaluated with cudaSupport; everything else uses pkgs
+      # as given (setting cudaSupport globally would rebuild opencv & co. with CUDA).
+      pkgs' =
+        if fromSource then
+          import inputs.nixpkgs {
+            inherit (pkgs.stdenv.hostPlatform) system;
+            config = pkgs.config // {
+              allowUnfree = true;
+              cudaSupport = true;
+              inherit cudaCapabilities;
+            };
+          }
+        else
+          pkgs;
+      torch =
+        if fromSource then
+          "source"
+        else if variant == "cpu" then
+          "cpu"
+        else
+          "bin";
+      webuiPython = import ./python-packages.nix {
+        inherit (pkgs') lib fetchurl;
+        inherit torch;
+      };
+      # Named, not python3: the default python3 moves between releases; torch-bin has wheels for
+      # 3.10 to 3.14 and nixpkgs 26.05's default is 3.13.
+      python = pkgs'.python313.override {
+        packageOverrides = webuiPython.overlay;
+        self = python;
+      };
+      sources = pkgs'.callPackage ./sources.nix { webuiSrc = inputs.webui; };
+    in
+    assert pkgs.lib.assertMsg (variant != "cpu" || cudaCapabilities == null)
+      "cudaCapabilities only applies to the cuda variant";
+    pkgs'.callPackage ./package.nix {
+      inherit
+        python
+        webuiPython
+        sources
+        extraPythonPackages
+        ;
+      variant = if fromSource then "cuda" else variant;
+    };
+
+  # The variants a system has, and the one `default` is.
+  variantsFor =
+    system:
+    {
+      x86_64-linux = {
+        default = "cuda";
+        all = [
+          "cpu"
+          "cuda"
+        ];
+      };
+      aarch64-linux = {
+        default = "cpu";
+        all = [ "cpu" ];
+      };
+      aarch64-darwin = {
+        default = "mps";
+        all = [
+          "cpu"
+          "mps"
+        ];
+      };
+    }
+    .${system};
+in
+{
+  flake.lib = { inherit mkWebui; };
+
+  flake.overlays.default =
+    final: _prev:
+    let
+      variants = variantsFor final.stdenv.hostPlatform.system;
+      make = variant: final.lib.makeOverridable mkWebui { pkgs = final; inherit variant; };
+    in
+    {
+      stable-diffusion-webui = make variants.default;
+    }
+    // builtins.listToAttrs (
+      map (v: {
+        name = "stable-diffusion-webui-${v}";
+        value = make v;
+      }) variants.all
+    );
+
+  perSystem =
+    {
+      system,
+      pkgs,
+      lib,
+      self',
+      ...
+    }:
+    let
+      variants = variantsFor system;
+      make = variant: lib.makeOverridable mkWebui { inherit pkgs variant; };
+    in
+    {
+      # torch-bin (unfreeRedistributable) and the CUDA libraries it links (NVIDIA's EULA) are
+      # unfree; cudaSupport stays off (see mkWebui).
+      _module.args.pkgs = import inputs.nixpkgs {
+        inherit system;
+        config.allowUnfree = true;
+      };
+
+      packages = {
+        default = self'.packages.${variants.default};
+      }
+      // lib.genAttrs variants.all make;
+
+      apps.default = {
+        type = "app";
+        program = lib.getExe self'.packages.default;
+        meta.description = self'.packages.default.meta.description;
+      };
+    };
+
+  flake.nixosModules.default = import ./module.nix { inherit self; };
+}

@@ -1,0 +1,140 @@
+"""End-to-end CPU generation through the launcher, for checks.e2e-cpu (runs in the Nix sandbox).
+
+Usage: python e2e.py LAUNCHER TINY_MODEL_SCRIPT WORK_DIR
+
+1. writes the tiny random-weights SD1 model (tests/support/tiny_model.py) into the data dir,
+2. starts the launcher on a free loopback port with --api, offline, on CPU,
+3. waits until the proxy forwards to a ready webui, runs txt2img (3 steps, 64x64),
+4. checks the PNG in the answer, the file saved under the data dir's outputs/, and that the
+   proxy serves that file at /file=<path> although the data dir sits under a dot directory
+   (gradio alone answers 403 there),
+5. stops the launcher with SIGTERM and expects it to exit cleanly.
+Only the standard library is used.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(url: str, body: dict | None = None, timeout: float = 600) -> tuple[int, bytes]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def main(launcher: str, tiny_model: str, work: str) -> int:
+    work_dir = Path(work)
+    data = work_dir / ".local" / "share" / "stable-diffusion-webui"  # a dot directory on purpose
+    models = data / "models" / "Stable-diffusion"
+    models.mkdir(parents=True)
+    subprocess.run([sys.executable, tiny_model, str(models)], check=True)
+    ckpt = models / "tiny.safetensors"
+    assert ckpt.is_file(), f"{tiny_model} wrote no {ckpt}"
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = dict(
+        os.environ,
+        HOME=str(work_dir),
+        XDG_DATA_HOME=str(work_dir / ".local" / "share"),
+        XDG_CACHE_HOME=str(work_dir / ".cache"),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+    )
+    args = [
+        launcher,
+        "--data-dir", str(data),
+        "--port", str(port),
+        "--api",
+        "--use-cpu", "all",
+        "--no-half",
+        "--precision", "full",
+        "--skip-torch-cuda-test",
+        "--no-download-sd-model",
+        "--ckpt", str(ckpt),
+    ]  # fmt: skip
+    print("starting:", " ".join(args), flush=True)
+    proc = subprocess.Popen(args, env=env)
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"launcher exited early with {proc.returncode}")
+            if time.monotonic() > deadline:
+                raise SystemExit("webui not ready after 600 s")
+            try:
+                status, _ = request(f"{base}/sdapi/v1/sd-models", timeout=10)
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        print("ready", flush=True)
+
+        status, body = request(
+            f"{base}/sdapi/v1/txt2img",
+            {
+                "prompt": "a cat",
+                "steps": 3,
+                "width": 64,
+                "height": 64,
+                "seed": 1,
+                "sampler_name": "Euler a",
+                "save_images": True,
+            },
+        )
+        assert status == 200, f"txt2img answered {status}: {body[:500]!r}"
+        image = base64.b64decode(json.loads(body)["images"][0])
+        assert png_size(image) == (64, 64), f"unexpected image size {png_size(image)}"
+
+        saved = sorted((data / "outputs").rglob("*.png"))
+        assert saved, f"no image saved under {data / 'outputs'}"
+        print("saved:", saved[-1], flush=True)
+
+        path = urllib.parse.quote(str(saved[-1]))
+        status, served = request(f"{base}/file={path}", timeout=60)
+        assert status == 200, f"/file= of the saved image answered {status}"
+        assert served == saved[-1].read_bytes(), "/file= served other bytes than the saved image"
+        print("served through the proxy from under a dot directory", flush=True)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise SystemExit("launcher did not stop within 60 s of SIGTERM")
+    assert proc.returncode == 0, f"launcher exited with {proc.returncode} after SIGTERM"
+    print("e2e: passed", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))

@@ -1,0 +1,132 @@
+"""Unit tests of the Python shim's pure parts (no upstream, no torch)."""
+
+import json
+import os
+import sys
+import textwrap
+
+import pytest
+from webui_shim import arguments, hooks, requirements
+from webui_shim.config import LaunchConfig, PythonEnv
+
+
+def test_pip_request_present_package_is_satisfied():
+    check = requirements.check_pip_request(["install", "-U", "--prefer-binary", "packaging"])
+    assert check.satisfied and not check.missing
+
+
+def test_pip_request_lists_every_missing_package_and_ignores_option_values(tmp_path):
+    reqs = tmp_path / "requirements.txt"
+    reqs.write_text("# comment\nabsent-b>=1  # why\n-r more.txt\n")
+    (tmp_path / "more.txt").write_text("absent-c\n")
+    check = requirements.check_pip_request(
+        ["install", "--index-url", "https://x.invalid", "absent-a==1.0", "-r", str(reqs), "packaging"]
+    )
+    assert check.missing == ["absent-a==1.0", "absent-b>=1", "absent-c"]
+    assert not check.satisfied
+
+
+def test_pip_request_version_outside_specifier_is_reported_not_missing():
+    check = requirements.check_pip_request(["install", "packaging<1"])
+    assert check.satisfied
+    assert check.mismatched and check.mismatched[0].startswith("packaging<1 (installed: ")
+
+
+def test_markers_and_vcs_urls():
+    check = requirements.check_pip_request(
+        ["install", "absent-win; sys_platform == 'win32'", "git+https://x.invalid/r.git#egg=absent-vcs"]
+    )
+    assert check.missing == ["absent-vcs"]
+
+
+def test_uninstall_and_other_subcommands_are_refused():
+    assert requirements.check_pip_request(["uninstall", "-y", "torch"]).unsupported == "pip uninstall -y torch"
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ('"/nix/store/x/bin/python3" -m pip install foo --prefer-binary', ["install", "foo", "--prefer-binary"]),
+        ("pip install 'a>=1' b", ["install", "a>=1", "b"]),
+        ("git clone https://x.invalid/pip.git", None),
+        ('"python" script.py', None),
+    ],
+)
+def test_pip_is_recognised_in_shell_commands(command, expected):
+    assert requirements.pip_args_from_shell(command) == expected
+
+
+def test_missing_message_names_packages_and_the_declarative_fix():
+    message = requirements.missing_message("Extension 'x'", ["Foo_Bar>=1", "baz"])
+    assert "Extension 'x' needs Python packages that are not installed: Foo_Bar>=1, baz." in message
+    assert "extraPythonPackages = ps: [ ps.foo-bar ps.baz ];" in message
+    assert "pip install 'Foo_Bar>=1' baz" in message
+
+
+def test_path_options_are_made_absolute_against_the_launch_directory():
+    argv = ["--ckpt", "m.safetensors", "--api", "--vae-dir=vae", "--styles-file", "/abs.csv", "--port", "1"]
+    assert arguments.absolutize_paths(argv, "/home/u") == [
+        "--ckpt", "/home/u/m.safetensors", "--api", "--vae-dir=/home/u/vae",
+        "--styles-file", "/abs.csv", "--port", "1",
+    ]  # fmt: skip
+
+
+def test_accelerator_defaults_respect_the_users_choice():
+    assert arguments.with_accelerator_defaults(["--use-cpu", "interrogate"], "cpu") == [
+        "--use-cpu", "interrogate", "--skip-torch-cuda-test", "--no-half",
+    ]  # fmt: skip
+    assert arguments.with_accelerator_defaults(["--api"], "cuda") == ["--api"]
+
+
+def test_after_import_patches_a_module_right_after_it_runs(tmp_path, monkeypatch):
+    (tmp_path / "shim_probe_mod.py").write_text("VALUE = 1\nDOUBLE = VALUE * 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    hooks.after_import("shim_probe_mod", lambda m: setattr(m, "VALUE", 10))
+    import shim_probe_mod
+
+    assert shim_probe_mod.VALUE == 10
+    assert shim_probe_mod.DOUBLE == 2, "the patch runs after the module body, not before"
+    sys.modules.pop("shim_probe_mod")
+
+
+def test_launch_config_round_trips_through_json():
+    config = LaunchConfig(
+        mode="run", webui_root="/w", data_dir="/d", cache_dir="/c", launch_cwd="/", executable="/p",
+        shim_dir="/s", argv=["--api"], python_env=PythonEnv(prefix="/v", isolated=True),
+    )  # fmt: skip
+    again = LaunchConfig.from_json(config.to_json())
+    assert again == config
+    data = json.loads(config.to_json())
+    data["unknown_future_field"] = 1
+    assert LaunchConfig.from_json(json.dumps(data)) == config
+
+
+def test_path_options_cover_upstreams_parser():
+    """Every path-typed option of upstream's parser is in PATH_OPTIONS (gated on a tree)."""
+    root = os.environ.get("SD_WEBUI_TEST_ROOT")
+    if not root:
+        pytest.skip("SD_WEBUI_TEST_ROOT (an upstream webui tree) not set")
+    import subprocess
+
+    code = textwrap.dedent(
+        """
+        import json, sys, glob, os, argparse, importlib.util
+        sys.argv = ["x"]
+        sys.path.insert(0, os.getcwd())
+        from modules import cmd_args
+        from modules.paths_internal import normalized_filepath
+        parser = cmd_args.parser
+        for preload in glob.glob("extensions-builtin/*/preload.py"):
+            spec = importlib.util.spec_from_file_location("p", preload)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            module.preload(parser)
+        names = [a.option_strings[-1] for a in parser._actions
+                 if a.type is normalized_filepath or (a.dest.endswith(("_file", "_path", "_dir")) and a.type is str)
+                 or a.dest in ("gradio_allowed_path", "styles_file")]
+        print(json.dumps(names))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    upstream = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert upstream - arguments.PATH_OPTIONS == set()
