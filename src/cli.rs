@@ -23,6 +23,8 @@ Options marked (upstream) keep upstream's meaning; the launcher serves them itse
     about = "Run AUTOMATIC1111's stable-diffusion-webui from a read-only tree, with its data in \
              your data directory.",
     after_help = AFTER_HELP,
+    override_usage = "stable-diffusion-webui [OPTIONS] [WEBUI OPTIONS]...\n       \
+                      stable-diffusion-webui <COMMAND> [OPTIONS]",
     disable_version_flag = true,
     args_conflicts_with_subcommands = true
 )]
