@@ -68,6 +68,7 @@ impl Control {
     /// A stop is under way (Python saw Ctrl-C itself): arm the watchdog once.
     pub fn arm_watchdog(&self) {
         self.set_state(BackendState::Stopping);
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         if self.stopping.swap(true, Ordering::SeqCst) {
             return;
         }

@@ -82,6 +82,10 @@ async fn announce_ready(plan: NetworkPlan) {
         }
         times += 1;
         let url = plan.public_url();
+        // systemd Type=notify: ready means upstream's app-started point, not an open port.
+        if let Err(error) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+            tracing::debug!(%error, "sd_notify");
+        }
         if times == 1 {
             tracing::info!("webui ready at {url}");
             if plan.autolaunch {
