@@ -5,23 +5,16 @@
 //! process-wide singleton because CPython is one per process and calls into Rust from any
 //! thread.
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+pub use crate::proxy::BackendState;
+
 /// How long a requested stop may take before the launcher forces the exit.
 pub const STOP_GRACE: Duration = Duration::from_secs(15);
-
-/// The webui as seen from outside.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BackendState {
-    Starting,
-    Ready { port: u16, file_roots: Vec<PathBuf> },
-    Stopping,
-}
 
 pub struct Control {
     state: watch::Sender<BackendState>,
@@ -93,11 +86,12 @@ pub mod _webui_launcher {
     use pyo3::prelude::*;
     use std::path::PathBuf;
 
-    /// Upstream reached its app-started point: gradio may receive requests.
+    /// Upstream reached its app-started point: gradio may receive requests, and the proxy
+    /// may serve `/file=` from `file_roots` (the webui's data, output, temp and extension dirs).
     #[pyfunction]
-    fn backend_ready(port: u16, file_roots: Vec<PathBuf>) {
-        tracing::debug!(port, ?file_roots, "webui ready");
-        get().set_state(BackendState::Ready { port, file_roots });
+    fn backend_ready(file_roots: Vec<PathBuf>) {
+        tracing::debug!(?file_roots, "webui ready");
+        get().set_state(BackendState::Ready { file_roots });
     }
 
     /// gradio is about to close (UI reload or stop).

@@ -4,10 +4,9 @@
 //! `--subpath`, TLS). Behind the proxy, gradio itself always binds a private loopback port
 //! chosen here, and the public side belongs to the launcher.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
-use std::path::PathBuf;
-
 use crate::cli::NetworkArgs;
+pub use crate::proxy::TlsFiles;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
 
 /// Upstream's default port.
 pub const DEFAULT_PORT: u16 = 7860;
@@ -31,12 +30,6 @@ pub enum NetworkError {
 pub enum Mode {
     Direct,
     Proxy,
-}
-
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
 }
 
 /// Resolved network layout for one run.

@@ -39,7 +39,9 @@ fn upstream_and_unknown_flags_pass_through_and_owned_flags_are_mapped() {
     let opts = &info["opts"];
     assert_eq!(opts["api"], true);
     assert_eq!(opts["fixture_flag"], "x y", "values with spaces survive");
-    assert_eq!(opts["port"], port);
+    // gradio runs on a private loopback port; the user's --port is the launcher's proxy.
+    assert_ne!(opts["port"], port);
+    assert!(opts["port"].as_u64().is_some_and(|p| p > 0));
     assert_eq!(opts["server_name"], "127.0.0.1");
     assert_eq!(
         opts["data_dir"],

@@ -18,10 +18,10 @@ def embedded() -> bool:
     return _launcher is not None
 
 
-def backend_ready(port: int, file_roots: list[str]) -> None:
+def backend_ready(file_roots: list[str]) -> None:
     """The webui finished its app-started point: the launcher may forward requests now."""
     if _launcher is not None:
-        _launcher.backend_ready(port, file_roots)
+        _launcher.backend_ready(file_roots)
 
 
 def backend_stopping() -> None:

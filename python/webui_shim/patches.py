@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 import shlex
+import socket
 import subprocess
 import sys
+import threading
+import time
 from types import ModuleType
 
 from . import control, requirements
@@ -225,11 +228,26 @@ def _patch_readiness(script_callbacks: ModuleType) -> None:
 
     def app_started_callback(demo, app):
         original(demo, app)
-        from modules.shared_cmd_options import cmd_opts
+        if demo is None:
+            # --nowebui: upstream calls this before uvicorn listens; wait for the socket.
+            from modules.shared_cmd_options import cmd_opts
 
-        control.backend_ready(int(cmd_opts.port or 0), file_roots())
+            threading.Thread(target=_ready_when_listening, args=(cmd_opts.port or 7861,), daemon=True).start()
+        else:
+            control.backend_ready(file_roots())
 
     script_callbacks.app_started_callback = app_started_callback
+
+
+def _ready_when_listening(port: int) -> None:
+    for _ in range(600):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            time.sleep(0.1)
+            continue
+        control.backend_ready(file_roots())
+        return
 
 
 def file_roots() -> list[str]:

@@ -6,9 +6,10 @@ use anyhow::Context;
 
 use crate::cli::Cli;
 use crate::commands::Prepared;
-use crate::control::{self, BackendState};
+use crate::control;
 use crate::embed;
 use crate::network::{Mode, NetworkPlan};
+use crate::proxy::{self, ProxyConfig};
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let prepared = Prepared::new(&cli.launcher)?;
@@ -18,7 +19,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(exit_code(code));
     }
     crate::data::prepare(&prepared.dirs.data)?;
-    let plan = NetworkPlan::new(&cli.network, Mode::Direct)?;
+    let plan = NetworkPlan::new(&cli.network, Mode::Proxy)?;
     let mut argv = cli.webui_args.clone();
     argv.extend([
         "--data-dir".to_owned(),
@@ -40,17 +41,44 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("Failed to start the async runtime")?;
+    // Bound before the webui starts: a busy port fails now, not after a minute of loading.
+    let proxy = runtime.block_on(proxy::bind(ProxyConfig {
+        listen: plan.public.clone(),
+        backend: plan.backend,
+        subpath: plan.subpath.clone(),
+        tls: plan.tls.clone(),
+        gradio_auth: uses_gradio_auth(&cli.webui_args),
+    }))?;
+    let forwarding = proxy.forwarding();
+    let (stop_proxy, proxy_stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = runtime.spawn(proxy.serve(control::get().subscribe(), async {
+        let _ = proxy_stopped.await;
+    }));
     runtime.spawn(forward_sigterm());
-    runtime.spawn(announce_ready(plan));
+    runtime.spawn(announce_ready(plan, forwarding));
 
     // Python must own the process's main thread (upstream installs a SIGINT handler).
     let code = embed::run_webui(&prepared.shim_dir, &config_json)?;
-    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    let _ = stop_proxy.send(());
+    let stopped = runtime
+        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(5), serving).await });
+    if !matches!(stopped, Ok(Ok(Ok(())))) {
+        tracing::warn!("the proxy did not stop cleanly");
+    }
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     if control::get().restart_requested() {
         crate::restart::reexec();
         anyhow::bail!("Failed to restart the launcher");
     }
     Ok(exit_code(code))
+}
+
+/// gradio login protects `/file=`; the proxy must then ask gradio about each session.
+fn uses_gradio_auth(webui_args: &[String]) -> bool {
+    webui_args.iter().any(|arg| {
+        let name = arg.split_once('=').map_or(arg.as_str(), |(name, _)| name);
+        name == "--gradio-auth" || name == "--gradio-auth-path"
+    })
 }
 
 fn exit_code(code: i32) -> ExitCode {
@@ -72,12 +100,10 @@ async fn forward_sigterm() {
 
 /// Tell the user where the UI is each time the webui becomes ready (again, after a UI
 /// reload), and open it once if asked.
-async fn announce_ready(plan: NetworkPlan) {
-    let mut state = control::get().subscribe();
+async fn announce_ready(plan: NetworkPlan, mut forwarding: tokio::sync::watch::Receiver<bool>) {
     let mut times = 0;
-    while state.changed().await.is_ok() {
-        let ready = matches!(*state.borrow_and_update(), BackendState::Ready { .. });
-        if !ready {
+    while forwarding.changed().await.is_ok() {
+        if !*forwarding.borrow_and_update() {
             continue;
         }
         times += 1;
