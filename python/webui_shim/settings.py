@@ -3,6 +3,7 @@ from the webui tree itself (``modules.shared_options``) so the list never goes s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -18,7 +19,9 @@ def settings_keys(config_json: str) -> str:
     os.chdir(config.data_dir)
     patches.install(config)
     sys.argv = [os.path.join(config.webui_root, "launch.py"), *config.argv]
-    from modules import shared_options  # imports upstream's option table (and torch); no UI
+    # Upstream prints while importing; the launcher's stdout is for the JSON only.
+    with contextlib.redirect_stdout(sys.stderr):
+        from modules import shared_options  # upstream's option table (imports torch); no UI
 
     keys = {}
     for key, info in shared_options.options_templates.items():
