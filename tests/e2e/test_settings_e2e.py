@@ -195,7 +195,9 @@ def test_locks_presets_and_the_checkpoint_quicksetting(setup):
         status, reply = webui.request("POST", "/sdapi/v1/options", {"sd_model_checkpoint": other})
         assert status == 200, reply
         options = webui.request("GET", "/sdapi/v1/options")[1]
-        assert options["sd_model_checkpoint"] == other
+        # The title gains the model's short hash once it is loaded.
+        assert options["sd_model_checkpoint"].startswith(other), options["sd_model_checkpoint"]
+        assert "tiny_b" in options["sd_model_checkpoint"]
         assert options["jpeg_quality"] == 90
     finally:
         assert webui.stop() == 0, webui.output()
@@ -213,5 +215,17 @@ def test_locks_presets_and_the_checkpoint_quicksetting(setup):
         status, reply = webui.request("POST", "/sdapi/v1/options", {"samples_format": "webp"})
         assert status == 403, reply
         assert "locked by" in json.dumps(reply)
+
+        # The Settings tab: the locked setting is read-only and says who manages it.
+        status, config = webui.request("GET", "/config")
+        assert status == 200
+        component = next(
+            c for c in config["components"] if c.get("props", {}).get("elem_id") == "setting_samples_format"
+        )
+        assert component["props"].get("interactive") is False, component
+        checkpoint = next(
+            c for c in config["components"] if c.get("props", {}).get("elem_id") == "setting_sd_model_checkpoint"
+        )
+        assert checkpoint["props"].get("interactive") is not False, checkpoint
     finally:
         assert webui.stop() == 0, webui.output()
