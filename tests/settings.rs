@@ -2,6 +2,10 @@
 //! fixture (locks go through the fixture's `Options.set`, shaped like upstream's).
 
 #[path = "launcher/fixture.rs"]
+#[expect(
+    dead_code,
+    reason = "the harness is shared with tests/launcher.rs; this file uses part of it"
+)]
 mod fixture;
 
 use std::path::{Path, PathBuf};

@@ -58,7 +58,8 @@ pub fn run(launcher: &LauncherArgs, args: &SettingsArgs) -> anyhow::Result<ExitC
         SettingsCommand::Apply { preset } => {
             let data = data_dir(launcher)?;
             let plan = Plan::resolve(launcher.settings_file.as_deref(), &launcher.presets, &data)?;
-            let (written, skipped) = settings::apply_preset_persistently(preset, &plan, &data)?;
+            let settings::PresetApplied { written, skipped } =
+                settings::apply_preset_persistently(preset, &plan, &data)?;
             for (target, key, value) in &written {
                 println!("{}: {key} = {value}", target.file_name());
             }

@@ -287,14 +287,23 @@ impl ShimSettings {
     }
 }
 
+/// What [`apply_preset_persistently`] wrote and skipped.
+#[derive(Debug, Clone, Default)]
+pub struct PresetApplied {
+    /// `(file, key, value)` for every value written.
+    pub written: Vec<(Target, String, Value)>,
+    /// Locked keys the preset would have changed.
+    pub skipped: Vec<String>,
+}
+
 /// `settings apply PRESET`: write a preset's values into the files as the user's own edits
 /// (they then beat presets and defaults at every start, like an edit in the UI). Locked keys
-/// are skipped. Returns `(file, key, value)` for every value written and the skipped keys.
+/// are skipped.
 pub fn apply_preset_persistently(
     name: &str,
     plan: &Plan,
     data: &Path,
-) -> Result<(Vec<(Target, String, Value)>, Vec<String>), SettingsError> {
+) -> Result<PresetApplied, SettingsError> {
     let (preset, _) = presets::load(name, data)?;
     let mut written = Vec::new();
     let mut skipped = Vec::new();
@@ -320,7 +329,7 @@ pub fn apply_preset_persistently(
             write::write_atomic(&path, &write::to_bytes(&merged))?;
         }
     }
-    Ok((written, skipped))
+    Ok(PresetApplied { written, skipped })
 }
 
 #[cfg(test)]
@@ -437,9 +446,9 @@ mod tests {
             json!({"version": 1, "config": {"locked": {"enable_pnginfo": true}}}),
         );
         let plan = Plan::resolve(Some(&file), &[], data.path()).unwrap();
-        let (written, skipped) = apply_preset_persistently("private", &plan, data.path()).unwrap();
-        assert_eq!(skipped, ["enable_pnginfo"]);
-        assert!(written.iter().any(|(_, k, _)| k == "gradio_theme"));
+        let applied = apply_preset_persistently("private", &plan, data.path()).unwrap();
+        assert_eq!(applied.skipped, ["enable_pnginfo"]);
+        assert!(applied.written.iter().any(|(_, k, _)| k == "gradio_theme"));
         let config = write::read_object(&data.path().join("config.json"))
             .unwrap()
             .unwrap();
