@@ -229,3 +229,48 @@ def test_locks_presets_and_the_checkpoint_quicksetting(setup):
         assert checkpoint["props"].get("interactive") is not False, checkpoint
     finally:
         assert webui.stop() == 0, webui.output()
+
+
+def test_an_unknown_locked_key_stops_the_start(setup, tmp_path):
+    settings = tmp_path / "bad-settings.json"
+    settings.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "source": SOURCE,
+                "config": {"locked": {"samples_fromat": "jpg"}, "defaults": {"jpeg_qualty": 70}},
+            }
+        ),
+        encoding="utf8",
+    )
+    env = {
+        "HOME": str(setup["base"] / "home"),
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HF_HOME": str(setup["base"] / "hf"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "SD_WEBUI_SHIM_DIR": str(REPO / "python"),
+    }
+    argv = [
+        str(setup["launcher"]),
+        "--webui-root",
+        str(setup["root"]),
+        "--python-env",
+        str(setup["venv"]),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--cache-dir",
+        str(setup["base"] / "cache"),
+        "--port",
+        str(_free_port()),
+        "--settings-file",
+        str(settings),
+        "--no-download-sd-model",
+        "--skip-version-check",
+    ]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, errors="replace", timeout=START_TIMEOUT)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "unknown key 'jpeg_qualty' (did you mean 'jpeg_quality'?)" in output
+    assert "Locked settings unknown to the webui: 'samples_fromat' (did you mean 'samples_format'?)" in output
+    assert SOURCE in output
