@@ -45,6 +45,40 @@ pub enum Command {
     /// Check the interpreter, torch, the webui tree and the directories; exit non-zero when
     /// the webui could not start.
     Doctor(DoctorArgs),
+    /// Declarative settings: show, diff or apply presets and locks; list upstream's keys.
+    Settings(SettingsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SettingsArgs {
+    #[command(subcommand)]
+    pub command: SettingsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SettingsCommand {
+    /// Every declared setting: its value, its layer (defaults, preset, locked) and whether
+    /// config.json holds it or the user's own edit.
+    Show(SettingsOutput),
+    /// What the next start would change in config.json and ui-config.json.
+    Diff(SettingsOutput),
+    /// Write a preset's values into config.json / ui-config.json now, as your own edits
+    /// (kept across starts; locked keys are skipped). A backup is made.
+    Apply {
+        /// Preset name (built in, or `<data>/presets/NAME.json`).
+        preset: String,
+    },
+    /// List upstream's settings keys with type, default and label (read from the webui tree).
+    Keys(SettingsOutput),
+    /// List the available presets.
+    Presets(SettingsOutput),
+}
+
+#[derive(Debug, Args)]
+pub struct SettingsOutput {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +102,18 @@ pub struct LauncherArgs {
     /// Caches: Hugging Face, torch hub, bytecode [default: $XDG_CACHE_HOME/stable-diffusion-webui].
     #[arg(long, global = true, env = env_vars::SD_WEBUI_CACHE_DIR, value_name = "PATH", help_heading = "Launcher")]
     pub cache_dir: Option<PathBuf>,
+    /// Declarative settings file (defaults, presets, locks; written by the Nix module).
+    #[arg(long, global = true, env = env_vars::SD_WEBUI_SETTINGS_FILE, value_name = "PATH", help_heading = "Launcher")]
+    pub settings_file: Option<PathBuf>,
+    /// Apply a settings preset (built in: cpu, low-vram, mac, private, sdxl, or
+    /// `<data>/presets/NAME.json`); repeatable, later presets win.
+    #[arg(
+        long = "preset",
+        global = true,
+        value_name = "NAME",
+        help_heading = "Launcher"
+    )]
+    pub presets: Vec<String>,
     /// Show upstream's webui options and exit.
     #[arg(long, help_heading = "Launcher")]
     pub webui_help: bool,
@@ -228,6 +274,29 @@ mod tests {
         );
         assert_eq!(launcher, strings(&["sdw", "--listen"]));
         assert_eq!(webui, strings(&["--port", "1"]));
+    }
+
+    #[test]
+    fn settings_flags_belong_to_the_launcher() {
+        let cli = parse(
+            [
+                "sdw".into(),
+                "--preset".into(),
+                "cpu".into(),
+                "--api".into(),
+                "--preset=sdxl".into(),
+                "--settings-file".into(),
+                "/s.json".into(),
+            ],
+            Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(cli.launcher.presets, strings(&["cpu", "sdxl"]));
+        assert_eq!(
+            cli.launcher.settings_file.as_deref(),
+            Some(std::path::Path::new("/s.json"))
+        );
+        assert_eq!(cli.webui_args, strings(&["--api"]));
     }
 
     #[test]

@@ -14,9 +14,15 @@ pub enum DataError {
     },
     #[error(
         "`{path}` is not valid JSON ({detail}). The webui would move it aside and start from \
-         defaults, losing your settings; fix the file (or move it away yourself) and start again"
+         defaults, losing your settings; nothing was changed. Fix the file (or move it away \
+         yourself{}) and start again",
+        backup.as_ref().map_or_else(String::new, |b| format!("; its last backup is `{}`", b.display()))
     )]
-    CorruptSettings { path: PathBuf, detail: String },
+    CorruptSettings {
+        path: PathBuf,
+        detail: String,
+        backup: Option<PathBuf>,
+    },
     #[error("Failed to read `{path}`")]
     Read {
         path: PathBuf,
@@ -53,6 +59,7 @@ fn check_json(path: &Path) -> Result<(), DataError> {
         .map_err(|e| DataError::CorruptSettings {
             path: path.to_owned(),
             detail: e.to_string(),
+            backup: crate::settings::write::latest_backup(path),
         })
 }
 

@@ -58,3 +58,10 @@ pub fn doctor_report(shim_dir: &Path, config_json: &str) -> Result<String, Embed
         value.extract::<String>()
     })
 }
+
+/// upstream's settings keys with type, default and label (`webui_shim.settings`); returns JSON.
+pub fn settings_keys(shim_dir: &Path, config_json: &str) -> Result<String, EmbedError> {
+    call_shim(shim_dir, "settings_keys", config_json, |value| {
+        value.extract::<String>()
+    })
+}

@@ -8,6 +8,8 @@ pub const SD_WEBUI_DATA_DIR: &str = "SD_WEBUI_DATA_DIR";
 pub const SD_WEBUI_CACHE_DIR: &str = "SD_WEBUI_CACHE_DIR";
 /// A virtualenv or Python environment prefix (same as `--python-env`).
 pub const SD_WEBUI_PYTHON_ENV: &str = "SD_WEBUI_PYTHON_ENV";
+/// The declarative settings file (same as `--settings-file`).
+pub const SD_WEBUI_SETTINGS_FILE: &str = "SD_WEBUI_SETTINGS_FILE";
 /// Where the `webui_shim` Python package lives (overrides the built-in location).
 pub const SD_WEBUI_SHIM_DIR: &str = "SD_WEBUI_SHIM_DIR";
 /// `tracing` filter for the launcher's own logs (default `info`).

@@ -17,5 +17,6 @@ pub mod network;
 pub mod proxy;
 pub mod python_env;
 pub mod restart;
+pub mod settings;
 pub mod shim;
 pub mod sources;

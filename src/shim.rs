@@ -56,6 +56,8 @@ pub struct LaunchConfig {
     pub pycache_prefix: Option<PathBuf>,
     pub public_non_local: bool,
     pub webui_rev: Option<String>,
+    /// Locked and declared settings (`webui_shim.locks`); `None` when nothing is declared.
+    pub settings: Option<crate::settings::ShimSettings>,
 }
 
 #[derive(Debug, Serialize)]

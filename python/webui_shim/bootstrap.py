@@ -14,6 +14,7 @@ import sys
 from . import arguments, environment, patches, signals
 from .config import LaunchConfig
 from .environment import LauncherError
+from .settings import settings_keys  # noqa: F401 - entry point the launcher calls
 
 
 def main(config_json: str) -> int:

@@ -34,6 +34,8 @@ class LaunchConfig:
     pycache_prefix: str | None = None
     public_non_local: bool = False
     webui_rev: str | None = None
+    # {source, locked: {key: value}, declared: {key: value}, origins: {key: layer}} (locks.py)
+    settings: dict | None = None
 
     @classmethod
     def from_json(cls, text: str) -> LaunchConfig:

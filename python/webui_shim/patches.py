@@ -15,7 +15,7 @@ import threading
 import time
 from types import ModuleType
 
-from . import control, requirements
+from . import control, locks, requirements
 from .config import CONFIG_ENV, LaunchConfig
 from .hooks import after_import
 
@@ -40,6 +40,7 @@ def install(config: LaunchConfig) -> None:
     after_import("modules.shared_cmd_options", lambda m: _patch_non_local(m, config))
     after_import("modules.script_callbacks", _patch_readiness)
     after_import("modules.shared_state", _patch_server_commands)
+    locks.install(config)
 
 
 def install_launch_utils(config: LaunchConfig) -> None:

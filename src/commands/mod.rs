@@ -2,6 +2,7 @@
 
 pub mod doctor;
 pub mod run;
+pub mod settings;
 
 use std::path::PathBuf;
 
@@ -71,6 +72,7 @@ impl Prepared {
             // Only the packaged tree is known to be at the pinned revision.
             webui_rev: (self.tree.source == RootSource::Baked && !self.tree.is_git_checkout())
                 .then(|| Sources::pinned().webui.rev),
+            settings: None,
         }
     }
 }

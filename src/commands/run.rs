@@ -19,6 +19,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(exit_code(code));
     }
     crate::data::prepare(&prepared.dirs.data)?;
+    let settings = crate::commands::settings::prepare_start(&cli.launcher, &prepared.dirs.data)?;
     let plan = NetworkPlan::new(&cli.network, Mode::Proxy)?;
     let mut argv = cli.webui_args.clone();
     argv.extend([
@@ -26,7 +27,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         prepared.dirs.data.display().to_string(),
     ]);
     argv.extend(plan.webui_args());
-    let config = prepared.launch_config("run", argv, plan.non_local);
+    let mut config = prepared.launch_config("run", argv, plan.non_local);
+    config.settings = settings;
     let config_json = serde_json::to_string(&config)?;
     tracing::info!(
         webui = %prepared.tree.root.display(),

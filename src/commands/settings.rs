@@ -1,0 +1,278 @@
+//! `stable-diffusion-webui settings show | diff | apply | keys | presets`, and the merge
+//! every start runs (`prepare_start`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use crate::cli::{LauncherArgs, SettingsArgs, SettingsCommand};
+use crate::commands::Prepared;
+use crate::dirs::Dirs;
+use crate::embed;
+use crate::settings::merge::{Action, Change};
+use crate::settings::{self, Plan, ShimSettings, State, Target, presets};
+
+/// At start, right after the data directory is prepared: merge the declared settings into
+/// config.json / ui-config.json and return what the webui must enforce.
+pub fn prepare_start(args: &LauncherArgs, data: &Path) -> anyhow::Result<Option<ShimSettings>> {
+    let plan = Plan::resolve(args.settings_file.as_deref(), &args.presets, data)?;
+    if plan.is_empty() && !State::path(data).exists() {
+        tracing::debug!("no declared settings");
+        return Ok(None);
+    }
+    let applied = settings::apply(&plan, data)?;
+    for file in &applied {
+        let outcome = &file.file.outcome;
+        for change in &outcome.changes {
+            tracing::info!("{}: {}", file.file.target.file_name(), describe(change));
+        }
+        for change in &outcome.kept {
+            tracing::debug!("{}: {}", file.file.target.file_name(), describe(change));
+        }
+        if let Some(backup) = &file.backup {
+            tracing::info!(
+                "previous {} kept as {}",
+                file.file.target.file_name(),
+                backup.display()
+            );
+        }
+    }
+    Ok((!plan.is_empty()).then(|| ShimSettings::new(&plan)))
+}
+
+pub fn run(launcher: &LauncherArgs, args: &SettingsArgs) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        SettingsCommand::Keys(out) => keys(launcher, out.json),
+        SettingsCommand::Show(out) => {
+            let data = data_dir(launcher)?;
+            let plan = Plan::resolve(launcher.settings_file.as_deref(), &launcher.presets, &data)?;
+            show(&plan, &data, out.json)
+        }
+        SettingsCommand::Diff(out) => {
+            let data = data_dir(launcher)?;
+            let plan = Plan::resolve(launcher.settings_file.as_deref(), &launcher.presets, &data)?;
+            diff(&plan, &data, out.json)
+        }
+        SettingsCommand::Apply { preset } => {
+            let data = data_dir(launcher)?;
+            let plan = Plan::resolve(launcher.settings_file.as_deref(), &launcher.presets, &data)?;
+            let settings::PresetApplied { written, skipped } =
+                settings::apply_preset_persistently(preset, &plan, &data)?;
+            for (target, key, value) in &written {
+                println!("{}: {key} = {value}", target.file_name());
+            }
+            for key in &skipped {
+                println!("skipped {key}: locked by {}", plan.source);
+            }
+            println!(
+                "applied preset {preset} to {} ({} values; a backup of each changed file was kept)",
+                data.display(),
+                written.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        SettingsCommand::Presets(out) => {
+            let data = data_dir(launcher)?;
+            let mut list = Vec::new();
+            for name in presets::available(&data) {
+                let (preset, source) = presets::load(&name, &data)?;
+                let from = match source {
+                    presets::PresetSource::Builtin => "built in".to_owned(),
+                    presets::PresetSource::User(path) => path.display().to_string(),
+                };
+                list.push(json!({"name": name, "description": preset.description, "from": from}));
+            }
+            if out.json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for p in &list {
+                    println!(
+                        "{:<10} {} ({})",
+                        text(&p["name"]),
+                        text(&p["description"]),
+                        text(&p["from"])
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn data_dir(launcher: &LauncherArgs) -> anyhow::Result<PathBuf> {
+    let cwd = std::env::current_dir().context("Failed to read the current directory")?;
+    let dirs = Dirs::resolve(
+        launcher.data_dir.as_deref(),
+        launcher.cache_dir.as_deref(),
+        &cwd,
+    )?;
+    Ok(dirs.data)
+}
+
+fn keys(launcher: &LauncherArgs, as_json: bool) -> anyhow::Result<ExitCode> {
+    let prepared = Prepared::new(launcher)?;
+    let config = prepared.launch_config(
+        "settings_keys",
+        vec![
+            "--data-dir".to_owned(),
+            prepared.dirs.data.display().to_string(),
+        ],
+        false,
+    );
+    let reply = embed::settings_keys(&prepared.shim_dir, &serde_json::to_string(&config)?)?;
+    let keys: serde_json::Map<String, Value> =
+        serde_json::from_str(&reply).context("The shim returned invalid JSON for the keys")?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&keys)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (key, info) in &keys {
+        println!(
+            "{key:<48} {:<6} {:<24} {}",
+            text(&info["type"]),
+            info["default"].to_string(),
+            text(&info["label"])
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(plan: &Plan, data: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
+    let (files, _) = settings::compute(plan, data)?;
+    let mut rows = Vec::new();
+    for file in &files {
+        let declared = plan.declared(file.target);
+        for (key, value, origin) in &declared.values {
+            let kept = file.outcome.kept.iter().find(|c| &c.key == key);
+            let current = file.current.as_ref().and_then(|c| c.get(key));
+            rows.push(json!({
+                "file": file.target.file_name(),
+                "key": key,
+                "declared": value,
+                "layer": origin.to_string(),
+                "effective": kept.map_or(value, |_| current.unwrap_or(value)),
+                "user_edit": kept.is_some(),
+                "in_file": current == Some(value),
+            }));
+        }
+    }
+    if as_json {
+        let out = json!({
+            "source": plan.source,
+            "presets": plan.presets.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            "settings": rows,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("managed by  {}", plan.source);
+    let names: Vec<&str> = plan.presets.iter().map(|(n, _)| n.as_str()).collect();
+    println!(
+        "presets     {}",
+        if names.is_empty() {
+            "-".to_owned()
+        } else {
+            names.join(", ")
+        }
+    );
+    if rows.is_empty() {
+        println!("no declared settings");
+    }
+    for row in &rows {
+        let note = if row["user_edit"] == true {
+            format!("your edit (declared {})", row["declared"])
+        } else if row["in_file"] == true {
+            String::new()
+        } else {
+            "applied at next start".to_owned()
+        };
+        println!(
+            "{:<15} {:<44} {:<24} {:<16} {note}",
+            text(&row["file"]),
+            text(&row["key"]),
+            row["effective"].to_string(),
+            text(&row["layer"]),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn diff(plan: &Plan, data: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
+    let (files, _) = settings::compute(plan, data)?;
+    if as_json {
+        let out: serde_json::Map<String, Value> = files
+            .iter()
+            .map(|f| {
+                (
+                    f.target.file_name().to_owned(),
+                    json!({"changes": f.outcome.changes, "kept_user_edits": f.outcome.kept}),
+                )
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut any = false;
+    for file in &files {
+        for change in &file.outcome.changes {
+            any = true;
+            println!("{}: {}", file.target.file_name(), describe(change));
+        }
+        for change in &file.outcome.kept {
+            println!("{}: {}", file.target.file_name(), describe(change));
+        }
+    }
+    if !any {
+        println!("no changes: the next start leaves {} as they are", both());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn both() -> String {
+    Target::ALL.map(Target::file_name).join(" and ")
+}
+
+/// One line per change: `~ key: old -> new (preset sdxl)`.
+pub fn describe(change: &Change) -> String {
+    let show = |v: &Option<Value>| v.as_ref().map_or("(absent)".to_owned(), Value::to_string);
+    let origin = change
+        .origin
+        .as_ref()
+        .map_or("no longer declared".to_owned(), ToString::to_string);
+    match change.action {
+        Action::KeptUserEdit => format!(
+            "= {}: keeping your edit {} ({} says {})",
+            change.key,
+            show(&change.before),
+            origin,
+            show(&Some(declared_value(change)))
+        ),
+        Action::Removed => format!(
+            "- {}: {} (no longer declared)",
+            change.key,
+            show(&change.before)
+        ),
+        _ if change.before.is_none() => {
+            format!("+ {}: {} ({origin})", change.key, show(&change.after))
+        }
+        _ => format!(
+            "~ {}: {} -> {} ({origin})",
+            change.key,
+            show(&change.before),
+            show(&change.after)
+        ),
+    }
+}
+
+fn declared_value(change: &Change) -> Value {
+    change.after.clone().unwrap_or(Value::Null)
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,271 @@
+//! Reading and writing the settings files safely: a corrupt file is refused (never
+//! overwritten), a write goes to a temp file in the same directory, is fsynced, then renamed
+//! over the original, and the previous content is kept as `<name>.bak-<UTC timestamp>`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+
+/// Backups kept per file; older ones are removed.
+pub const KEEP_BACKUPS: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("Failed to read `{path}`")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "`{path}` is not a valid settings file ({detail}); nothing was changed. Fix it, or \
+         restore {}, and start again",
+        backup.as_ref().map_or_else(
+            || "a backup (none found)".to_owned(),
+            |b| format!("the last backup `{}`", b.display())
+        )
+    )]
+    Corrupt {
+        path: PathBuf,
+        detail: String,
+        backup: Option<PathBuf>,
+    },
+    #[error("Failed to write `{path}`")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Read a JSON object file: `None` when it does not exist.
+pub fn read_object(path: &Path) -> Result<Option<Map<String, Value>>, WriteError> {
+    let text = match fs_err::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(WriteError::Read {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    let corrupt = |detail: String| WriteError::Corrupt {
+        path: path.to_owned(),
+        detail,
+        backup: latest_backup(path),
+    };
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(map)) => Ok(Some(map)),
+        Ok(_) => Err(corrupt("not a JSON object".to_owned())),
+        Err(e) => Err(corrupt(e.to_string())),
+    }
+}
+
+/// Serialise like upstream's `json.dump(indent=4, ensure_ascii=False)`.
+pub fn to_bytes(map: &Map<String, Value>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
+    // Serialising a Map<String, Value> into a Vec cannot fail.
+    let _ = serde::Serialize::serialize(map, &mut ser);
+    out
+}
+
+/// Atomically replace `path` with `bytes`. `before_rename` runs after the temp file is
+/// synced and before the rename (tests simulate a crash there).
+pub fn write_atomic_with(
+    path: &Path,
+    bytes: &[u8],
+    before_rename: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<(), WriteError> {
+    let err = |source| WriteError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or_else(|| "settings".into(), |n| n.to_string_lossy().into_owned());
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(err)?;
+    tmp.write_all(bytes).map_err(err)?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        tmp.as_file()
+            .set_permissions(meta.permissions())
+            .map_err(err)?;
+    }
+    tmp.as_file().sync_all().map_err(err)?;
+    before_rename(tmp.path()).map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    // The rename itself is durable only once the directory is synced.
+    if let Ok(dir) = std::fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// Atomically replace `path` with `bytes`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    write_atomic_with(path, bytes, |_| Ok(()))
+}
+
+/// Remove temp files a crash left beside `path` (`.<name>.*.tmp`).
+pub fn remove_stale_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file.starts_with(&prefix) && file.ends_with(".tmp") {
+            tracing::debug!(path = %entry.path().display(), "removing a stale temp file");
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Copy `path` to `<path>.bak-<UTC timestamp>` (if it exists) and prune old backups.
+pub fn backup(path: &Path) -> Result<Option<PathBuf>, WriteError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let stamp = utc_timestamp(SystemTime::now());
+    let mut target = with_suffix(path, &format!(".bak-{stamp}"));
+    let mut n = 1;
+    while target.exists() {
+        target = with_suffix(path, &format!(".bak-{stamp}-{n}"));
+        n += 1;
+    }
+    fs_err::copy(path, &target).map_err(|source| WriteError::Write {
+        path: target.clone(),
+        source,
+    })?;
+    let mut all = backups(path);
+    while all.len() > KEEP_BACKUPS {
+        let old = all.remove(0);
+        let _ = std::fs::remove_file(old);
+    }
+    Ok(Some(target))
+}
+
+/// Backups of `path`, oldest first.
+pub fn backups(path: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Vec::new();
+    };
+    let prefix = format!("{}.bak-", name.to_string_lossy());
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    // The timestamp sorts lexically; `-N` suffixes sort after the plain name.
+    found.sort();
+    found
+}
+
+/// The newest backup of `path`.
+pub fn latest_backup(path: &Path) -> Option<PathBuf> {
+    backups(path).pop()
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// `YYYYmmddTHHMMSSZ` in UTC.
+pub fn utc_timestamp(time: SystemTime) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_and_sortable() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_423_921);
+        assert_eq!(utc_timestamp(t), "20261123T085201Z");
+        assert_eq!(utc_timestamp(UNIX_EPOCH), "19700101T000000Z");
+    }
+
+    #[test]
+    fn a_crash_before_the_rename_leaves_the_original_intact() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config.json");
+        std::fs::write(&path, b"{\"a\": 1}").unwrap();
+        let err = write_atomic_with(&path, b"{\"a\": 2}", |temp| {
+            // The process dies here: the synced temp file stays behind, unrenamed.
+            std::fs::copy(temp, tmp.path().join(".config.json.crashed.tmp"))?;
+            Err(std::io::Error::other("simulated crash"))
+        });
+        assert!(err.is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\": 1}");
+        remove_stale_temps(&path);
+        let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "{left:?}");
+        write_atomic(&path, b"{\"a\": 2}").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\": 2}");
+    }
+
+    #[test]
+    fn corrupt_files_name_the_latest_backup() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config.json");
+        std::fs::write(&path, b"{}").unwrap();
+        let bak = backup(&path).unwrap().unwrap();
+        std::fs::write(&path, b"{oops").unwrap();
+        let err = read_object(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("config.json") && err.contains(&*bak.to_string_lossy()),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"{oops");
+    }
+
+    #[test]
+    fn old_backups_are_pruned() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config.json");
+        std::fs::write(&path, b"{}").unwrap();
+        for _ in 0..(KEEP_BACKUPS + 3) {
+            backup(&path).unwrap();
+        }
+        assert_eq!(backups(&path).len(), KEEP_BACKUPS);
+    }
+}

@@ -1,0 +1,276 @@
+"""End to end: declared settings, presets and locks with the real upstream webui.
+
+Gated: runs only when SD_WEBUI_TEST_ROOT (an upstream stable-diffusion-webui tree with its
+repositories), SD_WEBUI_TEST_VENV (a virtualenv with upstream's packages) and
+SD_WEBUI_LAUNCHER (the built `stable-diffusion-webui` binary) are set. Self-contained: it
+generates two tiny random checkpoints (tests/support/tiny_model.py) and runs fully offline.
+
+Shows: a locked key is refused by POST /sdapi/v1/options with a message naming the key and
+its manager, and is still locked after a restart; a preset's value is visible in
+GET /sdapi/v1/options; the checkpoint quicksetting (sd_model_checkpoint) can still be switched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_MODEL_PY = REPO / "tests" / "support" / "tiny_model.py"
+SOURCE = "the e2e test's settings file"
+START_TIMEOUT = float(os.environ.get("SD_WEBUI_TEST_START_TIMEOUT", "300"))
+
+
+def _required(name: str) -> Path:
+    value = os.environ.get(name)
+    if not value:
+        pytest.skip(f"{name} is not set")
+    path = Path(value)
+    if not path.exists():
+        pytest.skip(f"{name}={value} does not exist")
+    return path
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = _required("SD_WEBUI_TEST_ROOT")
+    venv = _required("SD_WEBUI_TEST_VENV")
+    launcher = _required("SD_WEBUI_LAUNCHER")
+    base = tmp_path_factory.mktemp("settings-e2e")
+    data = base / "data"
+    models = data / "models" / "Stable-diffusion"
+    models.mkdir(parents=True)
+    for name in ("tiny_a", "tiny_b"):
+        subprocess.run(
+            [str(venv / "bin" / "python"), str(TINY_MODEL_PY), str(models), "--name", name],
+            check=True,
+            capture_output=True,
+        )
+    (data / "presets").mkdir()
+    (data / "presets" / "e2e.json").write_text(
+        json.dumps({"description": "e2e preset", "config": {"jpeg_quality": 77}}), encoding="utf8"
+    )
+    (data / "config.json").write_text(json.dumps({"my_own_key": "kept"}), encoding="utf8")
+    settings = base / "settings.json"
+    settings.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "source": SOURCE,
+                "presets": ["private"],
+                "config": {"locked": {"samples_format": "jpg"}, "defaults": {"show_progress_every_n_steps": 5}},
+            }
+        ),
+        encoding="utf8",
+    )
+    (base / "hf").mkdir()
+    (base / "home").mkdir()
+    return {
+        "root": root,
+        "venv": venv,
+        "launcher": launcher,
+        "base": base,
+        "data": data,
+        "ckpt": models / "tiny_a.safetensors",
+        "settings": settings,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Webui:
+    def __init__(self, setup: dict) -> None:
+        self.port = _free_port()
+        env = {
+            "HOME": str(setup["base"] / "home"),
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HF_HOME": str(setup["base"] / "hf"),
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "SD_WEBUI_SHIM_DIR": str(REPO / "python"),
+        }
+        argv = [
+            str(setup["launcher"]),
+            "--webui-root",
+            str(setup["root"]),
+            "--python-env",
+            str(setup["venv"]),
+            "--data-dir",
+            str(setup["data"]),
+            "--cache-dir",
+            str(setup["base"] / "cache"),
+            "--port",
+            str(self.port),
+            "--settings-file",
+            str(setup["settings"]),
+            "--preset",
+            "e2e",
+            "--api",
+            "--no-download-sd-model",
+            "--skip-version-check",
+            "--ckpt",
+            str(setup["ckpt"]),
+        ]
+        self.proc = subprocess.Popen(
+            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        )
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self.ready.wait(START_TIMEOUT):
+            self.stop()
+            pytest.fail("the webui did not become ready:\n" + self.output())
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if "webui ready at" in line:
+                self.ready.set()
+
+    def output(self) -> str:
+        return "".join(self.lines[-200:])
+
+    def request(self, method: str, path: str, body=None) -> tuple[int, object]:
+        data = None if body is None else json.dumps(body).encode()
+        url = f"http://127.0.0.1:{self.port}{path}"
+        headers = {"Content-Type": "application/json"}
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=120) as reply:
+                return reply.status, json.loads(reply.read() or b"null")
+        except urllib.error.HTTPError as error:
+            text = error.read().decode(errors="replace")
+            try:
+                return error.code, json.loads(text)
+            except ValueError:
+                return error.code, text
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def test_locks_presets_and_the_checkpoint_quicksetting(setup):
+    webui = Webui(setup)
+    try:
+        status, options = webui.request("GET", "/sdapi/v1/options")
+        assert status == 200, options
+        assert options["samples_format"] == "jpg"  # locked
+        assert options["jpeg_quality"] == 77  # the user's --preset e2e
+        assert options["enable_pnginfo"] is False  # the file's preset "private"
+        assert options["show_progress_every_n_steps"] == 5  # the file's defaults
+        # (unmanaged keys are checked on disk: the API's OptionsModel drops unknown keys)
+
+        status, reply = webui.request("POST", "/sdapi/v1/options", {"samples_format": "png"})
+        assert status == 403, reply
+        assert f"setting 'samples_format' is locked by {SOURCE}" in json.dumps(reply), reply
+        assert webui.request("GET", "/sdapi/v1/options")[1]["samples_format"] == "jpg"
+
+        # An unlocked key still changes, and so does the checkpoint quicksetting.
+        status, reply = webui.request("POST", "/sdapi/v1/options", {"jpeg_quality": 90})
+        assert status == 200, reply
+        status, models = webui.request("GET", "/sdapi/v1/sd-models")
+        assert status == 200, models
+        other = next(m["title"] for m in models if m["model_name"] == "tiny_b")
+        status, reply = webui.request("POST", "/sdapi/v1/options", {"sd_model_checkpoint": other})
+        assert status == 200, reply
+        options = webui.request("GET", "/sdapi/v1/options")[1]
+        # The title gains the model's short hash once it is loaded.
+        assert options["sd_model_checkpoint"].startswith(other), options["sd_model_checkpoint"]
+        assert "tiny_b" in options["sd_model_checkpoint"]
+        assert options["jpeg_quality"] == 90
+    finally:
+        assert webui.stop() == 0, webui.output()
+
+    on_disk = json.loads((setup["data"] / "config.json").read_text(encoding="utf8"))
+    assert on_disk["samples_format"] == "jpg"
+    assert on_disk["jpeg_quality"] == 90
+    assert on_disk["my_own_key"] == "kept"  # unmanaged keys survive the merge and upstream's save
+
+    webui = Webui(setup)
+    try:
+        options = webui.request("GET", "/sdapi/v1/options")[1]
+        assert options["samples_format"] == "jpg"
+        assert options["jpeg_quality"] == 90, "the user's edit beats the preset after a restart"
+        status, reply = webui.request("POST", "/sdapi/v1/options", {"samples_format": "webp"})
+        assert status == 403, reply
+        assert "locked by" in json.dumps(reply)
+
+        # The Settings tab: the locked setting is read-only and says who manages it.
+        status, config = webui.request("GET", "/config")
+        assert status == 200
+        component = next(
+            c for c in config["components"] if c.get("props", {}).get("elem_id") == "setting_samples_format"
+        )
+        assert component["props"].get("interactive") is False, component
+        checkpoint = next(
+            c for c in config["components"] if c.get("props", {}).get("elem_id") == "setting_sd_model_checkpoint"
+        )
+        assert checkpoint["props"].get("interactive") is not False, checkpoint
+    finally:
+        assert webui.stop() == 0, webui.output()
+
+
+def test_an_unknown_locked_key_stops_the_start(setup, tmp_path):
+    settings = tmp_path / "bad-settings.json"
+    settings.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "source": SOURCE,
+                "config": {"locked": {"samples_fromat": "jpg"}, "defaults": {"jpeg_qualty": 70}},
+            }
+        ),
+        encoding="utf8",
+    )
+    env = {
+        "HOME": str(setup["base"] / "home"),
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HF_HOME": str(setup["base"] / "hf"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "SD_WEBUI_SHIM_DIR": str(REPO / "python"),
+    }
+    argv = [
+        str(setup["launcher"]),
+        "--webui-root",
+        str(setup["root"]),
+        "--python-env",
+        str(setup["venv"]),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--cache-dir",
+        str(setup["base"] / "cache"),
+        "--port",
+        str(_free_port()),
+        "--settings-file",
+        str(settings),
+        "--no-download-sd-model",
+        "--skip-version-check",
+    ]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, errors="replace", timeout=START_TIMEOUT)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "unknown key 'jpeg_qualty' (did you mean 'jpeg_quality'?)" in output
+    assert "Locked settings unknown to the webui: 'samples_fromat' (did you mean 'samples_format'?)" in output
+    assert SOURCE in output
