@@ -20,9 +20,12 @@
   #        x86_64-linux, CPU+MPS on aarch64-darwin).
   # "source": nixpkgs' torch as configured by the nixpkgs instance (config.cudaSupport and
   #        config.cudaCapabilities): the CUDA build with a chosen set of GPU architectures.
-  torch ? "cpu",
+  # Not called `torch`: a lexical `torch` would shadow the package in every `with ps;` and
+  # `with self;` list below, which then held the string "cpu" instead of torch
+  # (nix/python-versions-check.nix reports any such non-package value).
+  torchVariant ? "cpu",
 }:
-assert lib.assertOneOf "torch" torch [
+assert lib.assertOneOf "torchVariant" torchVariant [
   "cpu"
   "bin"
   "source"
@@ -71,14 +74,14 @@ in
           bin = self.torch-bin;
           source = super.torch;
         }
-        .${torch};
+        .${torchVariant};
       torchvision =
         {
           cpu = super.torchvision;
           bin = self.torchvision-bin;
           source = super.torchvision;
         }
-        .${torch};
+        .${torchVariant};
 
       # nixpkgs tracks gradio 6; webui is written against gradio 3.41.2 (its only supported version).
       gradio = mkWheel {
