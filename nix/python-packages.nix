@@ -176,6 +176,17 @@ in
         else
           super.starlette;
 
+      # openai CLIP imports `packaging` through pkg_resources, which setuptools 82 removed: with
+      # it, `import clip` (k-diffusion, at webui start) fails. Import packaging itself (a no-op
+      # where nixpkgs has already fixed it). tests/nixpkgs-env mirrors this (pypiPatch).
+      clip = super.clip.overridePythonAttrs (old: {
+        postPatch = (old.postPatch or "") + ''
+          substituteInPlace clip/clip.py --replace-quiet \
+            "from pkg_resources import packaging" "import packaging.version"
+        '';
+        dependencies = (old.dependencies or [ ]) ++ [ self.packaging ];
+      });
+
       # Not in nixpkgs; webui imports it for Token Merging (modules/sd_models.py).
       tomesd = mkWheel {
         pname = "tomesd";
@@ -241,12 +252,13 @@ in
       psutil
       pydantic
       pytorch-lightning
+      pytz # modules/images.py imports it (pandas 3 no longer depends on it)
       regex
       resize-right
       safetensors
       scikit-image
       scipy
-      setuptools # pkg_resources (modules/textual_inversion/autocrop.py)
+      setuptools # requirements_versions.txt lists it; gradio 3.41 needs its distutils
       spandrel
       spandrel-extra-arches
       starlette
@@ -285,10 +297,11 @@ in
     "omegaconf"
     "open_clip"
     "piexif"
-    "pkg_resources"
+    "packaging" # autocrop.py (patches/webui/0006: setuptools 82 has no pkg_resources)
     "psutil"
     "pydantic"
     "pytorch_lightning"
+    "pytz"
     "regex"
     "resize_right"
     "safetensors"

@@ -55,6 +55,8 @@ let
   stub = name: {
     pname = name;
     __stub = true;
+    # overlay entries that patch a nixpkgs package (clip) stay that package: not a wheel
+    overridePythonAttrs = f: stub name // f (stub name);
     version = if manifest.packages ? ${name} then (entry name).nixpkgsVersion or (versionOf name) else "0";
   };
   stubs = builtins.listToAttrs (
