@@ -3,7 +3,9 @@
 #   1. every .nix file (tracked or untracked, not ignored) parses;
 #   2. nix/pins.nix: sources.json and flake.lock agree, every patch is listed and present,
 #      every rev is a full commit id and every hash an SRI sha256;
-#   3. flake.lock is lock format 7, every locked input has a narHash, and its follows are sane.
+#   3. flake.lock is lock format 7, every locked input has a narHash, and its follows are sane;
+#   4. nix/python-versions-check.nix: the version manifest nix/python-versions.json lists exactly
+#      python-packages.nix's requirements and the overlay's wheels (with their versions) and deps.
 # Usage: .ci/nix-check.sh   (installs nothing; the caller provides nix-instantiate)
 set -euo pipefail
 
@@ -67,6 +69,15 @@ if [[ $lock_problems != "[]" ]]; then
   fail=1
 else
   echo "flake.lock: version 7, every input locked with rev and narHash"
+fi
+
+# 4. the version manifest against python-packages.nix (pure: builtins only)
+manifest_problems=$(nix-instantiate --eval --strict --json nix/python-versions-check.nix -A problems) || manifest_problems='["evaluation failed"]'
+if [[ $manifest_problems != "[]" ]]; then
+  echo "FAIL python-versions: $manifest_problems"
+  fail=1
+else
+  echo "python-versions: nix/python-versions.json matches nix/python-packages.nix ($(nix-instantiate --eval nix/python-versions-check.nix -A packages) packages)"
 fi
 
 if ((fail)); then

@@ -45,7 +45,7 @@ let
           "bin";
       webuiPython = import ./python-packages.nix {
         inherit (pkgs') lib fetchurl;
-        inherit torch;
+        torchVariant = torch;
       };
       # Named, not python3: the default python3 moves between releases; torch-bin has wheels for
       # 3.10 to 3.14 and nixpkgs 26.05's default is 3.13.

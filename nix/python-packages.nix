@@ -20,9 +20,12 @@
   #        x86_64-linux, CPU+MPS on aarch64-darwin).
   # "source": nixpkgs' torch as configured by the nixpkgs instance (config.cudaSupport and
   #        config.cudaCapabilities): the CUDA build with a chosen set of GPU architectures.
-  torch ? "cpu",
+  # Not called `torch`: a lexical `torch` would shadow the package in every `with ps;` and
+  # `with self;` list below, which then held the string "cpu" instead of torch
+  # (nix/python-versions-check.nix reports any such non-package value).
+  torchVariant ? "cpu",
 }:
-assert lib.assertOneOf "torch" torch [
+assert lib.assertOneOf "torchVariant" torchVariant [
   "cpu"
   "bin"
   "source"
@@ -71,14 +74,14 @@ in
           bin = self.torch-bin;
           source = super.torch;
         }
-        .${torch};
+        .${torchVariant};
       torchvision =
         {
           cpu = super.torchvision;
           bin = self.torchvision-bin;
           source = super.torchvision;
         }
-        .${torch};
+        .${torchVariant};
 
       # nixpkgs tracks gradio 6; webui is written against gradio 3.41.2 (its only supported version).
       gradio = mkWheel {
@@ -173,6 +176,17 @@ in
         else
           super.starlette;
 
+      # openai CLIP imports `packaging` through pkg_resources, which setuptools 82 removed: with
+      # it, `import clip` (k-diffusion, at webui start) fails. Import packaging itself (a no-op
+      # where nixpkgs has already fixed it). tests/nixpkgs-env mirrors this (pypiPatch).
+      clip = super.clip.overridePythonAttrs (old: {
+        postPatch = (old.postPatch or "") + ''
+          substituteInPlace clip/clip.py --replace-quiet \
+            "from pkg_resources import packaging" "import packaging.version"
+        '';
+        dependencies = (old.dependencies or [ ]) ++ [ self.packaging ];
+      });
+
       # Not in nixpkgs; webui imports it for Token Merging (modules/sd_models.py).
       tomesd = mkWheel {
         pname = "tomesd";
@@ -238,12 +252,13 @@ in
       psutil
       pydantic
       pytorch-lightning
+      pytz # modules/images.py imports it (pandas 3 no longer depends on it)
       regex
       resize-right
       safetensors
       scikit-image
       scipy
-      setuptools # pkg_resources (modules/textual_inversion/autocrop.py)
+      setuptools # requirements_versions.txt lists it; gradio 3.41 needs its distutils
       spandrel
       spandrel-extra-arches
       starlette
@@ -282,10 +297,11 @@ in
     "omegaconf"
     "open_clip"
     "piexif"
-    "pkg_resources"
+    "packaging" # autocrop.py (patches/webui/0006: setuptools 82 has no pkg_resources)
     "psutil"
     "pydantic"
     "pytorch_lightning"
+    "pytz"
     "regex"
     "resize_right"
     "safetensors"

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The webui on the nixpkgs-equivalent Python environment, end to end.
+#
+#   tests/nixpkgs-env/run-e2e.sh UPSTREAM_TREE [ENV_DIR]
+#
+# UPSTREAM_TREE  an upstream stable-diffusion-webui tree at the pinned revision, with its
+#                repositories/ (as the flake assembles it). It is only read: a copy is patched.
+# ENV_DIR        where the environment lives [default: .cache/nixpkgs-env in the checkout]
+#
+# 1. build-env.sh ENV_DIR: the flake's CPython minor and the manifest's package versions (PyPI).
+# 2. the launcher, built against that interpreter (PYO3_PYTHON; CARGO_TARGET_DIR or ENV_DIR/target).
+# 3. ENV_DIR/webui: a copy of UPSTREAM_TREE with every patch of repositories/sources.json applied
+#    (webui's at its root, each repository's in repositories/<name>), then compiled to bytecode
+#    with SyntaxWarnings as errors, as nix/package.nix does, and made read-only.
+# 4. the tiny model (tests/support/tiny_model.py), then tests/nixpkgs-env/e2e.py: the launcher
+#    with --api, offline, and each step reported PASS/FAIL. Report: ENV_DIR/e2e-report.json.
+# 5. If SD_E2E_SUITE names a pytest directory (the project's e2e suite) and pytest imports in
+#    the venv, that suite runs too, with SD_WEBUI_TEST_ROOT/SD_WEBUI_TEST_VENV/SD_WEBUI_LAUNCHER.
+#
+# Exit status 0 only when every step passed.
+set -euo pipefail
+
+upstream=${1:?usage: run-e2e.sh UPSTREAM_TREE [ENV_DIR]}
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+env_dir=${2:-$root/.cache/nixpkgs-env}
+upstream=$(cd "$upstream" && pwd)
+[[ -f $upstream/webui.py && -d $upstream/repositories ]] || {
+  echo "run-e2e: $upstream is not a webui tree with repositories/" >&2
+  exit 2
+}
+log() { printf '\n== %s\n' "$*" >&2; }
+
+log "1. environment"
+bash "$root/tests/nixpkgs-env/build-env.sh" "$env_dir" >/dev/null
+env_dir=$(cd "$env_dir" && pwd)
+venv=$env_dir/venv
+minor=$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+python=$env_dir/python/bin/python$minor
+
+log "2. launcher against $python"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$env_dir/target}
+(cd "$root" && PYO3_PYTHON=$python cargo build --release --locked --quiet)
+launcher=$CARGO_TARGET_DIR/release/stable-diffusion-webui
+linked=$(ldd "$launcher")
+[[ $linked == *"$env_dir/python/lib/libpython$minor"* ]] || {
+  echo "run-e2e: $launcher does not link $env_dir/python's libpython:" >&2
+  grep -i python <<<"$linked" >&2
+  exit 1
+}
+
+log "3. patched tree"
+tree=$env_dir/webui
+if [[ -d $tree ]]; then chmod -R u+w "$tree" && rm -rf "$tree"; fi
+mkdir -p "$tree"
+tar -C "$upstream" --exclude=.git -cf - . | tar -C "$tree" -xf -
+chmod -R u+w "$tree"
+"$python" - "$root" "$tree" <<'PY'
+import json, subprocess, sys
+from pathlib import Path
+root, tree = Path(sys.argv[1]), Path(sys.argv[2])
+s = json.loads((root / "repositories/sources.json").read_text())
+entries = [("webui", tree, s["webui"])] + [
+    (name, tree / "repositories" / name, e) for name, e in s.get("repositories", {}).items()
+]
+for name, where, e in entries:
+    if not e.get("patches"):
+        continue
+    # git apply resolves paths against an enclosing repository's root: give each its own.
+    subprocess.run(["git", "init", "-q", str(where)], check=True)
+    for patch in e["patches"]:
+        subprocess.run(["git", "-C", str(where), "apply", "--whitespace=nowarn", str(root / patch)], check=True)
+        print(f"applied {patch} in {where.relative_to(tree.parent)}")
+    subprocess.run(["rm", "-rf", str(where / ".git")], check=True)
+PY
+# As nix/package.nix's withBytecode: an invalid escape sequence (SyntaxWarning) fails the build.
+"$python" -W error::SyntaxWarning -m compileall -q -j 0 --invalidation-mode unchecked-hash "$tree" >"$env_dir/compileall.log" 2>&1 || {
+  echo "run-e2e: compileall -W error::SyntaxWarning failed:" >&2
+  grep -v '^Listing' "$env_dir/compileall.log" | head -30 >&2
+  exit 1
+}
+chmod -R a-w "$tree"
+
+log "4. end to end"
+run=$env_dir/run
+if [[ -d $run ]]; then chmod -R u+w "$run" && rm -rf "$run"; fi
+mkdir -p "$run/model"
+"$venv/bin/python" "$root/tests/support/tiny_model.py" "$run/model" >/dev/null
+status=0
+"$venv/bin/python" "$root/tests/nixpkgs-env/e2e.py" --launcher "$launcher" --root "$tree" --venv "$venv" \
+  --ckpt "$run/model/tiny.safetensors" --work "$run" --report "$env_dir/e2e-report.json" || status=$?
+
+if [[ -n ${SD_E2E_SUITE:-} ]]; then
+  log "5. e2e suite $SD_E2E_SUITE"
+  if "$venv/bin/python" -c 'import pytest' 2>/dev/null; then
+    SD_WEBUI_TEST_ROOT=$tree SD_WEBUI_TEST_VENV=$venv SD_WEBUI_LAUNCHER=$launcher \
+      "$venv/bin/python" -m pytest -q -p no:cacheprovider "$SD_E2E_SUITE" || status=$?
+  else
+    echo "run-e2e: pytest is not in $venv (pip install pytest there to run $SD_E2E_SUITE)" >&2
+    status=1
+  fi
+fi
+exit "$status"
