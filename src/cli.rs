@@ -45,6 +45,8 @@ pub enum Command {
     /// Check the interpreter, torch, the webui tree and the directories; exit non-zero when
     /// the webui could not start.
     Doctor(DoctorArgs),
+    /// Download, list, verify and remove models in the data dir (sha256-checked, resumable).
+    Models(crate::commands::models::ModelsArgs),
 }
 
 #[derive(Debug, Args)]
