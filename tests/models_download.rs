@@ -582,6 +582,70 @@ async fn two_downloads_of_one_file_do_not_share_the_part_file() {
     assert_eq!(std::fs::read(&target).unwrap(), bytes);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_larger_than_the_free_space_is_refused_before_downloading() {
+    let server = TestServer::start();
+    server.put("huge.bin", Object::new(vec![0u8; 10], "h"));
+    server.script().claim_length = Some(1 << 53);
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("huge.bin");
+    let job = Job {
+        label: "huge".into(),
+        sources: vec![Source::new(server.url("huge.bin"))],
+        target: target.clone(),
+        sha256: None,
+        size: None,
+    };
+    let error = downloader(options())
+        .fetch(&job, 0, &Recorder::default())
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "Not enough free space for `{}`: 8.0 PiB more needed, ",
+            target.display()
+        )) && text.ends_with(" available; free some space and run the same command again"),
+        "{text}"
+    );
+    assert!(!part(&target).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_named_as_such() {
+    if !Path::new("/dev/full").exists() {
+        eprintln!("SKIPPED: no /dev/full");
+        return;
+    }
+    let server = TestServer::start();
+    let bytes = data(300_000, 60);
+    server.put("m.bin", Object::new(bytes.clone(), "v1"));
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("m.bin");
+    // Every write to the `.part` fails with ENOSPC, as on a full file system.
+    std::os::unix::fs::symlink("/dev/full", part(&target)).unwrap();
+    let error = downloader(Options {
+        check_free_space: false,
+        ..options()
+    })
+    .fetch(
+        &job(&server, "m.bin", &target, &bytes),
+        0,
+        &Recorder::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(error, DownloadError::DiskFull { .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "No space left on the device for `{}` (0 B of 293.0 KiB downloaded); the partial download was kept: free some space and run the same command again to resume",
+            part(&target).display()
+        )
+    );
+    assert!(!target.exists());
+}
+
 fn models(server: &TestServer, data_dir: &Path) -> Models {
     Models {
         data_dir: data_dir.to_owned(),
@@ -865,7 +929,7 @@ fn the_models_command_pulls_lists_verifies_and_removes() {
         "{stderr}"
     );
     assert!(
-        stderr.contains(&format!("{url}: downloading 639.0 KiB")),
+        stderr.contains("VAE/v.safetensors: downloading 639.0 KiB"),
         "plain lines when not a terminal: {stderr}"
     );
     assert_eq!(std::fs::read(&target).unwrap(), bytes);
@@ -939,4 +1003,37 @@ fn the_models_command_pulls_lists_verifies_and_removes() {
         String::from_utf8_lossy(&out.get_output().stderr),
         "error: Unknown model `not-a-model`; `models list` shows the catalog\n"
     );
+}
+
+/// `HTTP_PROXY` is honoured: the request for an unreachable host reaches the proxy (the
+/// test server, which routes by path).
+#[test]
+fn the_proxy_from_the_environment_is_used() {
+    let server = TestServer::start();
+    let bytes = data(50_000, 70);
+    server.put("p.pt", Object::new(bytes.clone(), "p"));
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = assert_cmd::Command::cargo_bin("stable-diffusion-webui").unwrap();
+    for key in [
+        "NO_PROXY",
+        "no_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        cmd.env_remove(key);
+    }
+    cmd.env("HTTP_PROXY", server.base())
+        .env("http_proxy", server.base())
+        .args(["models", "pull", "http://models.example.invalid/files/p.pt"])
+        .args(["--folder", "ESRGAN", "--sha256", &sha(&bytes), "--data-dir"])
+        .arg(tmp.path())
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read(tmp.path().join("models/ESRGAN/p.pt")).unwrap(),
+        bytes
+    );
+    assert_eq!(server.log()[0].path, "p.pt");
 }

@@ -431,7 +431,7 @@ impl Bars {
         Bars {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
             bars: Mutex::new(HashMap::new()),
-            labels: plans.iter().map(|p| p.reference.clone()).collect(),
+            labels: plans.iter().map(short_label).collect(),
         }
     }
 
@@ -452,7 +452,7 @@ impl Reporter for Bars {
         let bar = bars.entry(id).or_insert_with(|| {
             let bar = self.multi.add(ProgressBar::no_length());
             let style = ProgressStyle::with_template(
-                "{msg:24!} [{bar:30}] {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} ETA {eta}",
+                "{msg:28!} [{bar:30}] {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} ETA {eta}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
@@ -505,7 +505,7 @@ impl Lines {
     fn new(plans: &[Planned]) -> Lines {
         Lines {
             state: Mutex::new(HashMap::new()),
-            labels: plans.iter().map(|p| p.reference.clone()).collect(),
+            labels: plans.iter().map(short_label).collect(),
         }
     }
 
@@ -600,4 +600,11 @@ impl Reporter for Lines {
             );
         }
     }
+}
+
+/// What a progress line calls a download: the catalog name, else `folder/file`.
+fn short_label(plan: &Planned) -> String {
+    plan.catalog
+        .clone()
+        .unwrap_or_else(|| plan.relative.clone())
 }

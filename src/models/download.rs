@@ -537,14 +537,16 @@ fn open_part(
     };
     match usable {
         Some(meta) => part.meta = meta,
-        None => {
-            if len > 0 {
-                tracing::info!(
-                    "`{}` does not match this download; starting it over",
-                    path.display()
-                );
-            }
+        None if len > 0 => {
+            tracing::info!(
+                "`{}` does not match this download; starting it over",
+                path.display()
+            );
             part.reset()?;
+        }
+        None => {
+            // Empty already: only a stale record may need to go.
+            let _ = std::fs::remove_file(&part.meta_path);
         }
     }
     Ok(part)
@@ -930,6 +932,8 @@ impl Downloader {
         part.hasher = hasher;
         part.len = len;
         if let Err(source) = written {
+            // What reached the file, not what was buffered when the write failed.
+            part.len = part.file.metadata().map_or(part.len, |m| m.len());
             return Err(if is_disk_full(&source) {
                 DownloadError::DiskFull {
                     path: part.path.clone(),

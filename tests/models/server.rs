@@ -68,6 +68,8 @@ pub struct Script {
     pub ignore_if_range: bool,
     /// Delay between body chunks, and the chunk size.
     pub trickle: Option<(Duration, usize)>,
+    /// Announce this Content-Length instead of the real one (and send nothing).
+    pub claim_length: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -210,6 +212,20 @@ async fn serve_file(
         status: 0,
     };
     let object = shared.objects.lock().unwrap().get(&name).cloned();
+    let claim_length = shared.script.lock().unwrap().claim_length;
+    if let Some(length) = claim_length {
+        let mut logged = logged;
+        logged.status = 200;
+        shared.log.lock().unwrap().push(logged);
+        let body =
+            Body::from_stream(futures_util::stream::pending::<Result<Bytes, std::io::Error>>());
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_LENGTH, length.to_string())],
+            body,
+        )
+            .into_response();
+    }
     let (status_override, drop_after, stall_after, trickle, ignore_range, ignore_if_range, replace) = {
         let mut script = shared.script.lock().unwrap();
         (
