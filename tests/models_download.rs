@@ -188,7 +188,7 @@ async fn an_interrupted_run_leaves_only_a_part_file_and_the_next_run_resumes_it(
         .unwrap_err();
     let url = server.url("m.ckpt");
     assert!(
-        error.to_string() == format!("Gave up on `{url}` after 1 attempts"),
+        error.to_string() == format!("Gave up on `{url}` after 1 attempt"),
         "{error}"
     );
     assert!(!target.exists(), "nothing loadable after an interruption");

@@ -200,7 +200,7 @@ pub enum DownloadError {
         #[source]
         source: std::io::Error,
     },
-    #[error("Gave up on `{url}` after {attempts} attempts")]
+    #[error("Gave up on `{url}` after {attempts} attempt{}", if *attempts == 1 { "" } else { "s" })]
     GaveUp {
         url: String,
         attempts: u32,
