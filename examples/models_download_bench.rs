@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use stable_diffusion_webui::models::download::{Downloader, Job, Options, Silent, Source, hex};
+use stable_diffusion_webui::models::download::{Downloader, Job, Options, Reporter, Source, hex};
 
 fn main() -> anyhow::Result<()> {
     let mut size_mib = 1024usize;
@@ -158,12 +158,54 @@ fn run_ours(
         sha256: Some(sha256.to_owned()),
         size: Some(size as u64),
     };
-    let started = Instant::now();
-    let outcome = runtime.block_on(downloader.fetch(&job, 0, &Silent))?;
-    let elapsed = started.elapsed();
+    let arrival = LastByte {
+        started: Instant::now(),
+        received: std::sync::atomic::AtomicU64::new(0),
+        chunks: std::sync::atomic::AtomicU64::new(0),
+        at: std::sync::Mutex::new(None),
+    };
+    let outcome = runtime.block_on(downloader.fetch(&job, 0, &arrival))?;
+    let elapsed = arrival.started.elapsed();
     anyhow::ensure!(outcome.verified && outcome.size == size as u64);
     std::fs::remove_file(target)?;
+    if let Ok(Some(last)) = arrival.at.lock().map(|at| *at) {
+        eprintln!(
+            "  ours: last byte received after {:.2} s, verified and in place after {:.2} s ({} KiB per chunk)",
+            last.as_secs_f64(),
+            elapsed.as_secs_f64(),
+            size as u64
+                / arrival
+                    .chunks
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .max(1)
+                / 1024
+        );
+    }
     Ok(elapsed)
+}
+
+/// Notes when the last byte arrived, to split network time from hash/fsync/rename time.
+struct LastByte {
+    started: Instant,
+    received: std::sync::atomic::AtomicU64,
+    chunks: std::sync::atomic::AtomicU64,
+    at: std::sync::Mutex<Option<Duration>>,
+}
+
+impl Reporter for LastByte {
+    fn on_start(&self, _id: usize, _label: &str, _total: Option<u64>, done: u64) {
+        self.received
+            .store(done, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn on_progress(&self, _id: usize, bytes: u64) {
+        self.received
+            .fetch_add(bytes, std::sync::atomic::Ordering::SeqCst);
+        self.chunks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut at) = self.at.lock() {
+            *at = Some(self.started.elapsed());
+        }
+    }
 }
 
 fn rate(size: usize, time: Duration) -> String {
