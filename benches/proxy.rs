@@ -77,12 +77,7 @@ fn proxy_server() {
             tokio::sync::watch::channel(BackendState::Ready { file_roots: roots });
         let stdin_closed = async {
             let _ = tokio::task::spawn_blocking(|| {
-                let mut sink = String::new();
-                while std::io::stdin()
-                    .read_line(&mut sink)
-                    .map(|n| n > 0)
-                    .unwrap_or(false)
-                {}
+                std::io::copy(&mut std::io::stdin(), &mut std::io::sink())
             })
             .await;
         };
@@ -143,13 +138,17 @@ impl ProxyProcess {
 
     /// CPU seconds (user + system) the proxy process used so far (Linux).
     fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
-        let after = stat.rsplit_once(')')?.1;
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks: f64 =
-            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-        Some(ticks / 100.0)
+        cpu_seconds(self.child.id())
     }
+}
+
+/// CPU seconds (user + system) process `pid` used so far (Linux; clock ticks of 10 ms).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 impl Drop for ProxyProcess {
@@ -228,15 +227,32 @@ async fn send(client: &HttpClient, target: &Target) -> Result<u64, String> {
     Ok(size)
 }
 
+#[derive(Default)]
 struct Measured {
     requests: u64,
     errors: u64,
     bytes: u64,
     seconds: f64,
     latencies_us: Vec<u64>,
+    /// CPU seconds the server side (gradio, the proxy, or both) spent meanwhile.
+    server_cpu: f64,
 }
 
 impl Measured {
+    fn add(&mut self, other: Measured) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.bytes += other.bytes;
+        self.seconds += other.seconds;
+        self.latencies_us.extend(other.latencies_us);
+        self.server_cpu += other.server_cpu;
+    }
+
+    /// Server CPU milliseconds per request: independent of how busy the machine is.
+    fn cpu_ms_per_request(&self) -> f64 {
+        self.server_cpu * 1000.0 / self.requests as f64
+    }
+
     fn per_second(&self) -> f64 {
         self.requests as f64 / self.seconds
     }
@@ -250,13 +266,13 @@ impl Measured {
     }
 }
 
-/// `concurrency` workers send `target` back to back for `duration` (after a short warm-up).
-async fn load(target: &Target, concurrency: usize, duration: Duration) -> Measured {
-    let client = http_client();
-    let warm_until = Instant::now() + Duration::from_millis(500);
-    while Instant::now() < warm_until {
-        let _ = send(&client, target).await;
-    }
+/// `concurrency` workers send `target` back to back for `duration`.
+async fn load(
+    client: &HttpClient,
+    target: &Target,
+    concurrency: usize,
+    duration: Duration,
+) -> Measured {
     let start = Instant::now();
     let deadline = start + duration;
     let mut workers = tokio::task::JoinSet::new();
@@ -279,13 +295,7 @@ async fn load(target: &Target, concurrency: usize, duration: Duration) -> Measur
             (latencies, errors, bytes)
         });
     }
-    let mut measured = Measured {
-        requests: 0,
-        errors: 0,
-        bytes: 0,
-        seconds: 0.0,
-        latencies_us: Vec::new(),
-    };
+    let mut measured = Measured::default();
     while let Some(result) = workers.join_next().await {
         let (latencies, errors, bytes) = result.expect("worker");
         measured.requests += latencies.len() as u64;
@@ -294,23 +304,71 @@ async fn load(target: &Target, concurrency: usize, duration: Duration) -> Measur
         measured.bytes += bytes;
     }
     measured.seconds = start.elapsed().as_secs_f64();
-    measured.latencies_us.sort_unstable();
     measured
+}
+
+/// [`load`], noting the CPU time the processes `pids` used meanwhile.
+async fn measured_load(
+    client: &HttpClient,
+    target: &Target,
+    pids: &[u32],
+    concurrency: usize,
+    duration: Duration,
+) -> Measured {
+    let cpu = || pids.iter().filter_map(|&pid| cpu_seconds(pid)).sum::<f64>();
+    let before = cpu();
+    let mut measured = load(client, target, concurrency, duration).await;
+    measured.server_cpu = cpu() - before;
+    measured
+}
+
+/// Measures `a` and `b` in alternating rounds (a b, b a, a b, ...) that add up to `duration`
+/// each, so that load from elsewhere on the machine hits both sides alike.
+async fn compare(
+    a: (&Target, &[u32]),
+    b: (&Target, &[u32]),
+    concurrency: usize,
+    duration: Duration,
+) -> (Measured, Measured) {
+    let ((a, a_pids), (b, b_pids)) = (a, b);
+    const ROUNDS: u32 = 6;
+    let client = http_client();
+    for target in [a, b] {
+        let warm_until = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < warm_until {
+            let _ = send(&client, target).await;
+        }
+    }
+    let (mut first, mut second) = (Measured::default(), Measured::default());
+    for round in 0..ROUNDS {
+        let slice = duration / ROUNDS;
+        if round % 2 == 0 {
+            first.add(measured_load(&client, a, a_pids, concurrency, slice).await);
+            second.add(measured_load(&client, b, b_pids, concurrency, slice).await);
+        } else {
+            second.add(measured_load(&client, b, b_pids, concurrency, slice).await);
+            first.add(measured_load(&client, a, a_pids, concurrency, slice).await);
+        }
+    }
+    first.latencies_us.sort_unstable();
+    second.latencies_us.sort_unstable();
+    (first, second)
 }
 
 fn report(title: &str, direct_label: &str, direct: &Measured, proxy: &Measured) {
     println!("\n{title}");
     println!(
-        "  {:<34} {:>10} {:>10} {:>10} {:>8}",
-        "", "req/s", "p50 ms", "p99 ms", "errors"
+        "  {:<26} {:>9} {:>9} {:>9} {:>14} {:>7}",
+        "", "req/s", "p50 ms", "p99 ms", "server CPU ms/req", "errors"
     );
     for (label, m) in [(direct_label, direct), ("through the proxy", proxy)] {
         println!(
-            "  {:<34} {:>10.1} {:>10.3} {:>10.3} {:>8}",
+            "  {:<26} {:>9.1} {:>9.3} {:>9.3} {:>14.3} {:>7}",
             label,
             m.per_second(),
             m.percentile_ms(0.5),
             m.percentile_ms(0.99),
+            m.cpu_ms_per_request(),
             m.errors
         );
     }
@@ -322,6 +380,14 @@ fn report(title: &str, direct_label: &str, direct: &Measured, proxy: &Measured) 
         proxy.percentile_ms(0.5) - direct.percentile_ms(0.5),
         proxy.percentile_ms(0.99) - direct.percentile_ms(0.99),
     );
+}
+
+/// The 1-minute load average (Linux), to judge how busy the machine was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "n/a".to_owned())
 }
 
 fn start_gradio(test: &str) -> Option<harness::Gradio> {
@@ -350,41 +416,75 @@ async fn bench() {
     let proxy = ProxyProcess::start(&gradio);
     let duration = seconds("PROXY_BENCH_SECONDS", 10);
     println!(
-        "proxy benchmark: gradio 3.41.2 at {}, proxy at {} (own process), {} s per run, {} CPUs",
+        "proxy benchmark: gradio 3.41.2 at {}, proxy at {} (own process), {} s per side \
+         in 6 alternating rounds, {} CPUs, load average {}",
         gradio.addr,
         proxy.addr,
         duration.as_secs(),
         std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1)
+            .unwrap_or(1),
+        load_average()
     );
+
+    let parts = std::env::var("PROXY_BENCH_PARTS").unwrap_or_else(|_| "latency,api,files".into());
+    let wanted = |part: &str| parts.split(',').any(|p| p.trim() == part);
+    let mut errors = 0;
 
     let direct_api = Target::echo(gradio.addr);
     let proxied_api = Target::echo(proxy.addr);
-    let direct = load(&direct_api, 1, duration).await;
-    let through = load(&proxied_api, 1, duration).await;
-    report(
-        "(a) POST /api/echo, 1 client (latency)",
-        "direct to gradio",
-        &direct,
-        &through,
-    );
-    let direct = load(&direct_api, 16, duration).await;
-    let through = load(&proxied_api, 16, duration).await;
-    report(
-        "(a) POST /api/echo, 16 concurrent clients (throughput)",
-        "direct to gradio",
-        &direct,
-        &through,
-    );
+    let gradio_pid = [gradio.pid()];
+    let both_pids = [gradio.pid(), proxy.child.id()];
+    let proxy_pid = [proxy.child.id()];
+    if wanted("latency") {
+        let (direct, through) = compare(
+            (&direct_api, &gradio_pid),
+            (&proxied_api, &both_pids),
+            1,
+            duration,
+        )
+        .await;
+        report(
+            "(a) POST /api/echo, 1 client (latency)",
+            "direct to gradio",
+            &direct,
+            &through,
+        );
+        errors += direct.errors + through.errors;
+    }
+    if wanted("api") {
+        let (direct, through) = compare(
+            (&direct_api, &gradio_pid),
+            (&proxied_api, &both_pids),
+            16,
+            duration,
+        )
+        .await;
+        report(
+            "(a) POST /api/echo, 16 concurrent clients (throughput)",
+            "direct to gradio",
+            &direct,
+            &through,
+        );
+        errors += direct.errors + through.errors;
+    }
+    if !wanted("files") {
+        assert_eq!(errors, 0, "errors during the benchmark");
+        return;
+    }
 
     let size = std::fs::metadata(&gradio.files.big)
         .expect("big file")
         .len();
     let from_gradio = Target::file(gradio.addr, &gradio.files.plain_big);
     let from_proxy = Target::file(proxy.addr, &gradio.files.big);
-    let direct = load(&from_gradio, 16, duration).await;
-    let through = load(&from_proxy, 16, duration).await;
+    let (direct, through) = compare(
+        (&from_gradio, &gradio_pid),
+        (&from_proxy, &proxy_pid),
+        16,
+        duration,
+    )
+    .await;
     report(
         &format!("(b) GET /file= of a {size}-byte PNG, 16 concurrent clients"),
         "gradio (dot-free copy)",
@@ -392,16 +492,15 @@ async fn bench() {
         &through,
     );
     println!(
-        "  throughput: gradio {:.1} MB/s, proxy {:.1} MB/s; proxy serves {:.1}x gradio's requests/s",
+        "  throughput: gradio {:.1} MB/s, proxy {:.1} MB/s; proxy serves {:.1}x gradio's \
+         requests/s, at {:.1}x less server CPU per request",
         direct.bytes as f64 / direct.seconds / 1e6,
         through.bytes as f64 / through.seconds / 1e6,
-        through.per_second() / direct.per_second()
+        through.per_second() / direct.per_second(),
+        direct.cpu_ms_per_request() / through.cpu_ms_per_request()
     );
-    assert_eq!(
-        direct.errors + through.errors,
-        0,
-        "errors during the benchmark"
-    );
+    errors += direct.errors + through.errors;
+    assert_eq!(errors, 0, "errors during the benchmark");
 }
 
 /// One queued `gen` event over the proxy's websocket, then both gallery images; any failure

@@ -47,6 +47,8 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Declarative settings: show, diff or apply presets and locks; list upstream's keys.
     Settings(SettingsArgs),
+    /// Download, list, verify and remove models in the data dir (sha256-checked, resumable).
+    Models(crate::commands::models::ModelsArgs),
 }
 
 #[derive(Debug, Args)]

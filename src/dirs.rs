@@ -56,6 +56,11 @@ impl Dirs {
     }
 }
 
+/// The data dir used when neither `--data-dir` nor `SD_WEBUI_DATA_DIR` is given.
+pub fn default_data_dir() -> Option<PathBuf> {
+    directories::BaseDirs::new().map(|b| b.data_dir().join(APP_DIR))
+}
+
 fn create(what: &'static str, path: &Path) -> Result<(), DirsError> {
     std::fs::create_dir_all(path).map_err(|source| DirsError::Create {
         what,

@@ -19,6 +19,21 @@ pub const VIRTUAL_ENV: &str = "VIRTUAL_ENV";
 /// Upstream's extra-arguments variable; the launcher consumes it so owned flags stay owned.
 pub const COMMANDLINE_ARGS: &str = "COMMANDLINE_ARGS";
 
+/// Hugging Face endpoint or mirror for `hf:` and catalog downloads (as `huggingface_hub`).
+pub const HF_ENDPOINT: &str = "HF_ENDPOINT";
+/// Hugging Face access token for gated or private repositories.
+pub const HF_TOKEN: &str = "HF_TOKEN";
+/// Older name of [`HF_TOKEN`], still read by `huggingface_hub`.
+pub const HUGGING_FACE_HUB_TOKEN: &str = "HUGGING_FACE_HUB_TOKEN";
+/// File holding the Hugging Face token (default `$HF_HOME/token`).
+pub const HF_TOKEN_PATH: &str = "HF_TOKEN_PATH";
+/// Hugging Face's home (token file, caches).
+pub const HF_HOME: &str = "HF_HOME";
+/// Civitai API token for downloads that need an account.
+pub const CIVITAI_API_TOKEN: &str = "CIVITAI_API_TOKEN";
+/// Civitai endpoint or mirror for `civitai:` references (default `https://civitai.com`).
+pub const SD_WEBUI_CIVITAI_ENDPOINT: &str = "SD_WEBUI_CIVITAI_ENDPOINT";
+
 /// Build-time defaults the Nix package bakes in (`option_env!`).
 pub mod baked {
     pub const DEFAULT_ROOT: Option<&str> = option_env!("SD_WEBUI_DEFAULT_ROOT");

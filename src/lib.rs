@@ -13,6 +13,7 @@ pub mod embed;
 pub mod env_vars;
 pub mod environment;
 pub mod layout;
+pub mod models;
 pub mod network;
 pub mod proxy;
 pub mod python_env;

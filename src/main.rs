@@ -29,6 +29,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::Doctor(args)) => commands::doctor::run(&cli.launcher, args),
         Some(Command::Settings(args)) => commands::settings::run(&cli.launcher, args),
+        Some(Command::Models(args)) => commands::models::run(&cli.launcher, args),
         None => commands::run::run(cli),
     };
     match result {

@@ -58,5 +58,29 @@ def apply(config: LaunchConfig) -> None:
     sys._base_executable = config.executable
     multiprocessing.set_executable(config.executable)
     if config.pycache_prefix:
-        # Bytecode goes to the cache dir, never into the (read-only) webui tree.
-        sys.pycache_prefix = config.pycache_prefix
+        redirect_bytecode(config.webui_root, config.pycache_prefix)
+
+
+def redirect_bytecode(tree: str, prefix: str) -> None:
+    """Bytecode of modules under ``tree`` goes below ``prefix``, never into the tree.
+
+    ``sys.pycache_prefix`` would do that for every module, which makes Python ignore the
+    environment's own ``__pycache__`` and recompile torch, gradio and the rest at every start
+    (2-4x slower here, with PYTHONDONTWRITEBYTECODE set). So only the path the import system
+    asks for is changed (the same layout as pycache_prefix), and only for the tree.
+    Replaces importlib's ``cache_from_source`` as used by ``SourceFileLoader``.
+    """
+    import _frozen_importlib_external as bootstrap
+
+    roots = tuple({os.path.join(os.path.abspath(tree), ""), os.path.join(os.path.realpath(tree), "")})
+    original = bootstrap.cache_from_source
+
+    def cache_from_source(path, debug_override=None, *, optimization=None):
+        cached = original(path, debug_override, optimization=optimization)
+        if not os.fspath(path).startswith(roots):
+            return cached
+        pycache_dir, name = os.path.split(cached)
+        source_dir = os.path.dirname(pycache_dir)
+        return os.path.join(prefix, source_dir.lstrip(os.sep), name)
+
+    bootstrap.cache_from_source = cache_from_source

@@ -1,6 +1,7 @@
 //! Subcommands and the shared preparation they all need.
 
 pub mod doctor;
+pub mod models;
 pub mod run;
 pub mod settings;
 

@@ -22,6 +22,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = crate::commands::settings::prepare_start(&cli.launcher, &prepared.dirs.data)?;
     let plan = NetworkPlan::new(&cli.network, Mode::Proxy)?;
     let mut argv = cli.webui_args.clone();
+    // Upstream downloads SD 1.5 (4 GB, unverified, not resumable) synchronously when no
+    // checkpoint exists; `models pull` does that verified, so say how instead.
+    if !argv.iter().any(|a| a == "--no-download-sd-model") {
+        argv.push("--no-download-sd-model".to_owned());
+    }
+    let chose_ckpt = argv.iter().any(|a| {
+        let name = a.split_once('=').map_or(a.as_str(), |(name, _)| name);
+        name == "--ckpt" || name == "--ckpt-dir"
+    });
+    if !chose_ckpt && let Some(hint) = crate::models::first_start_hint(&prepared.dirs.data) {
+        tracing::warn!("{hint}");
+    }
     argv.extend([
         "--data-dir".to_owned(),
         prepared.dirs.data.display().to_string(),

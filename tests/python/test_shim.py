@@ -130,3 +130,29 @@ def test_path_options_cover_upstreams_parser():
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     upstream = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert upstream - arguments.PATH_OPTIONS == set()
+
+
+def test_bytecode_of_the_tree_goes_to_the_cache_and_the_rest_is_untouched(tmp_path):
+    """Only modules under the webui tree get their bytecode redirected (see environment.py)."""
+    import subprocess
+
+    tree, cache = tmp_path / "tree", tmp_path / "cache"
+    (tree / "pkg").mkdir(parents=True)
+    (tree / "pkg" / "__init__.py").write_text("X = 1\n")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "elsewhere.py").write_text("Y = 2\n")
+    code = (
+        "import sys; sys.dont_write_bytecode = False\n"
+        f"sys.path[:0] = [{str(tree)!r}, {str(other)!r}]\n"
+        "from webui_shim.environment import redirect_bytecode\n"
+        f"redirect_bytecode({str(tree)!r}, {str(cache)!r})\n"
+        "import pkg, elsewhere\n"
+    )
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "python")
+    env = {**os.environ, "PYTHONPATH": root}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    assert not (tree / "pkg" / "__pycache__").exists(), "bytecode written into the tree"
+    assert list(cache.rglob("pkg/__init__.*.pyc")), "tree bytecode not in the cache"
+    assert list((other / "__pycache__").glob("elsewhere.*.pyc")), "other modules keep their own __pycache__"

@@ -1,0 +1,610 @@
+//! `stable-diffusion-webui models ...`: list, pull, verify, remove and ensure models in the
+//! data dir. The work is in [`crate::models`]; this file owns the terminal: progress bars
+//! when stderr is a terminal, plain lines otherwise (logs, systemd, CI).
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cli::LauncherArgs;
+use crate::dirs::Dirs;
+use crate::models::catalog::Catalog;
+use crate::models::download::{Downloader, Options, Reporter};
+use crate::models::plan::{Overrides, Planned};
+use crate::models::reference::{Endpoints, Tokens};
+use crate::models::{Check, Models, Pulled, State, human_bytes, parse_sha256};
+
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    #[command(subcommand)]
+    pub command: ModelsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Show the catalog and what is installed: size, and whether each file was verified.
+    List(ListArgs),
+    /// Download models into <data>/models/<folder>/, checked against their sha256 and
+    /// resumable after an interruption.
+    ///
+    /// A model is a catalog name (`models list`), an http(s) URL, hf:ORG/REPO/FILE or
+    /// civitai:VERSION_ID. URL and hf: downloads need --folder; a plain URL without
+    /// --sha256 is downloaded but shown as unverified, with its hash printed so it can be
+    /// pinned. Tokens come from HF_TOKEN (or `huggingface-cli login`) and
+    /// CIVITAI_API_TOKEN; HF_ENDPOINT selects a Hugging Face mirror; HTTPS_PROXY and
+    /// NO_PROXY are respected.
+    Pull(PullArgs),
+    /// Hash installed models again and compare with their expected sha256.
+    Verify(VerifyArgs),
+    /// Delete an installed model, and any partial download of it.
+    Remove(RemoveArgs),
+    /// Make sure every model declared in a JSON file is present and verified.
+    ///
+    /// The file is a list of catalog names and pinned files:
+    /// ["sd15", {"url": "hf:ORG/REPO/FILE", "sha256": "...", "folder": "Lora", "name": "x.safetensors"}].
+    /// Present files are checked (cheaply, when unchanged since last checked), missing ones
+    /// are pulled. Used by the NixOS module at start-up.
+    Ensure(EnsureArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct TransferArgs {
+    /// How many files to download at once.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub jobs: usize,
+    /// Print plain progress lines even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Catalog names, URLs, hf:ORG/REPO/FILE or civitai:VERSION_ID.
+    #[arg(value_name = "MODEL")]
+    pub models: Vec<String>,
+    /// Pull every catalog model of this group (`major`, `first-use`).
+    #[arg(long, value_name = "GROUP")]
+    pub group: Vec<String>,
+    /// The expected sha256 (for a single model).
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+    /// Folder below <data>/models, e.g. Stable-diffusion, VAE, Lora (for a single model).
+    #[arg(long, value_name = "FOLDER")]
+    pub folder: Option<String>,
+    /// File name to save as (for a single model).
+    #[arg(long, value_name = "NAME")]
+    pub file_name: Option<String>,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A catalog name, `folder/file`, or an installed file name; all installed models if omitted.
+    #[arg(value_name = "MODEL")]
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// A catalog name, `folder/file`, or an installed file name.
+    #[arg(value_name = "MODEL")]
+    pub model: String,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EnsureArgs {
+    /// JSON file listing the declared models.
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+}
+
+pub fn run(launcher: &LauncherArgs, args: &ModelsArgs) -> anyhow::Result<ExitCode> {
+    let cwd = std::env::current_dir().context("Failed to read the current directory")?;
+    let dirs = Dirs::resolve(
+        launcher.data_dir.as_deref(),
+        launcher.cache_dir.as_deref(),
+        &cwd,
+    )?;
+    let env = |key: &str| std::env::var(key).ok();
+    let home = directories::BaseDirs::new().map(|b| b.home_dir().to_owned());
+    let models = Models {
+        data_dir: dirs.data.clone(),
+        catalog: Catalog::embedded()?,
+        endpoints: Endpoints::from_env(env),
+        tokens: Tokens::from_env(env, home),
+        downloader: Downloader::new(Options::default())?,
+    };
+    tracing::debug!(data = %dirs.data.display(), endpoints = ?models.endpoints, "models");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("models")
+        .enable_all()
+        .build()
+        .context("Failed to start the async runtime")?;
+    runtime.block_on(async {
+        match &args.command {
+            ModelsCommand::List(a) => list(&models, a),
+            ModelsCommand::Pull(a) => pull(&models, a).await,
+            ModelsCommand::Verify(a) => verify(&models, a).await,
+            ModelsCommand::Remove(a) => remove(&models, a),
+            ModelsCommand::Ensure(a) => ensure(&models, a).await,
+        }
+    })
+}
+
+fn list(models: &Models, args: &ListArgs) -> anyhow::Result<ExitCode> {
+    let rows = models.list();
+    if args.json {
+        let json: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|row| {
+                let (installed, size, status, sha256) = match &row.state {
+                    State::Missing => (false, None, "missing", None),
+                    State::Partial { have, .. } => (false, Some(*have), "partial", None),
+                    State::Installed { size, check } => {
+                        let (status, sha) = match check {
+                            Check::Verified => ("verified", None),
+                            Check::Unverified { sha256 } => ("unverified", Some(sha256.clone())),
+                            Check::NotChecked => ("not-checked", None),
+                            Check::Mismatch { actual, .. } => ("mismatch", Some(actual.clone())),
+                        };
+                        (true, Some(*size), status, sha)
+                    }
+                };
+                let entry = row.catalog.as_ref();
+                serde_json::json!({
+                    "name": entry.map(|e| e.name.clone()),
+                    "title": entry.map(|e| e.title.clone()),
+                    "path": row.relative,
+                    "groups": entry.map(|e| e.groups.clone()).unwrap_or_default(),
+                    "license": entry.map(|e| e.license.clone()),
+                    "expected_size": entry.and_then(|e| e.size),
+                    "expected_sha256": entry.and_then(|e| e.sha256.clone()),
+                    "installed": installed,
+                    "size": size,
+                    "status": status,
+                    "sha256": sha256,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("Models in {}", models.models_dir().display());
+    let table: Vec<[String; 4]> = rows
+        .iter()
+        .map(|row| {
+            let entry = row.catalog.as_ref();
+            let name = entry.map_or_else(|| "-".to_owned(), |e| e.name.clone());
+            let (size, status) = match &row.state {
+                State::Missing => (
+                    entry
+                        .and_then(|e| e.size)
+                        .map(human_bytes)
+                        .unwrap_or_default(),
+                    "-".to_owned(),
+                ),
+                State::Partial { have, total } => (
+                    total
+                        .or(entry.and_then(|e| e.size))
+                        .map(human_bytes)
+                        .unwrap_or_default(),
+                    match total {
+                        Some(total) if *total > 0 => format!(
+                            "partial, {}% (pull again to resume)",
+                            have.saturating_mul(100) / total
+                        ),
+                        _ => format!("partial, {} (pull again to resume)", human_bytes(*have)),
+                    },
+                ),
+                State::Installed { size, check } => (
+                    human_bytes(*size),
+                    match check {
+                        Check::Verified => "installed, verified".to_owned(),
+                        Check::Unverified { .. } => {
+                            "installed, unverified (no published sha256)".to_owned()
+                        }
+                        Check::NotChecked => {
+                            "installed, not checked (run `models verify`)".to_owned()
+                        }
+                        Check::Mismatch { .. } => {
+                            "installed, SHA256 MISMATCH (run `models verify`)".to_owned()
+                        }
+                    },
+                ),
+            };
+            [name, size, status, row.relative.clone()]
+        })
+        .collect();
+    let headers = ["NAME", "SIZE", "STATUS", "FILE"];
+    let widths: Vec<usize> = (0..3)
+        .map(|i| {
+            table
+                .iter()
+                .map(|r| r[i].len())
+                .chain([headers[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: [&str; 4]| {
+        format!(
+            "{:w0$}  {:>w1$}  {:w2$}  {}",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        )
+        .trim_end()
+        .to_owned()
+    };
+    println!("{}", line(headers));
+    for row in &table {
+        println!("{}", line([&row[0], &row[1], &row[2], &row[3]]));
+    }
+    println!(
+        "\nGroups: {} (`models pull --group NAME`).",
+        models.catalog.groups().join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn pull(models: &Models, args: &PullArgs) -> anyhow::Result<ExitCode> {
+    let mut references = args.models.clone();
+    for group in &args.group {
+        references.extend(models.group(group)?);
+    }
+    if references.is_empty() {
+        anyhow::bail!("Name at least one model (see `models list`) or a --group");
+    }
+    let single = args.sha256.is_some() || args.folder.is_some() || args.file_name.is_some();
+    if single && references.len() != 1 {
+        anyhow::bail!("--sha256, --folder and --file-name apply to a single model");
+    }
+    let overrides = Overrides {
+        sha256: args.sha256.as_deref().map(parse_sha256).transpose()?,
+        folder: args.folder.clone(),
+        file_name: args.file_name.clone(),
+    };
+    let mut plans = Vec::new();
+    for reference in &references {
+        plans.push(models.plan(reference, &overrides).await?);
+    }
+    transfer(models, &plans, &args.transfer).await
+}
+
+async fn ensure(models: &Models, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
+    let plans = models.plan_declared(&args.from).await?;
+    if plans.is_empty() {
+        eprintln!("No models declared in `{}`.", args.from.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    transfer(models, &plans, &args.transfer).await
+}
+
+/// Run the downloads with progress, then say what happened to each file.
+async fn transfer(
+    models: &Models,
+    plans: &[Planned],
+    args: &TransferArgs,
+) -> anyhow::Result<ExitCode> {
+    let bars = !args.no_progress && std::io::stderr().is_terminal();
+    let reporter: Box<dyn Reporter> = if bars {
+        Box::new(Bars::new(plans))
+    } else {
+        Box::new(Lines::new(plans))
+    };
+    let results = models.pull(plans, args.jobs, reporter.as_ref()).await;
+    drop(reporter);
+    let mut failed = 0;
+    for (plan, result) in plans.iter().zip(results) {
+        match result {
+            Ok(Pulled::Downloaded(outcome)) if outcome.verified => eprintln!(
+                "{}: verified and installed as {} ({})",
+                plan.reference,
+                outcome.path.display(),
+                human_bytes(outcome.size)
+            ),
+            Ok(Pulled::Downloaded(outcome)) => eprintln!(
+                "{}: installed as {} ({}), NOT verified: there is no published sha256 to check it against.\n  Its sha256 is {}; pass --sha256 {} to pin it.",
+                plan.reference,
+                outcome.path.display(),
+                human_bytes(outcome.size),
+                outcome.sha256,
+                outcome.sha256
+            ),
+            Ok(Pulled::Present { path, verified, .. }) => eprintln!(
+                "{}: already installed as {}{}",
+                plan.reference,
+                path.display(),
+                if verified {
+                    ", verified"
+                } else {
+                    " (not verified: no expected sha256)"
+                }
+            ),
+            Err(error) => {
+                failed += 1;
+                eprintln!(
+                    "{}: {}",
+                    plan.reference,
+                    crate::models::download::error_chain(&error)
+                );
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn verify(models: &Models, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let results = models.verify(args.model.as_deref()).await?;
+    if results.is_empty() {
+        eprintln!("No models installed in {}.", models.models_dir().display());
+    }
+    let mut bad = 0;
+    for result in &results {
+        match &result.expected {
+            Some(expected) if !result.ok() => {
+                bad += 1;
+                println!(
+                    "MISMATCH  {}: expected sha256 {expected}, got {}",
+                    result.relative, result.sha256
+                );
+            }
+            Some(_) => println!("ok        {}", result.relative),
+            None => println!(
+                "unpinned  {}: sha256 {} (no published hash to compare with)",
+                result.relative, result.sha256
+            ),
+        }
+    }
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn remove(models: &Models, args: &RemoveArgs) -> anyhow::Result<ExitCode> {
+    let (relative, files) = models.removal(&args.model)?;
+    let total: u64 = files.iter().map(|(_, size)| size).sum();
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "Not removing `{relative}` without confirmation: pass --yes (stdin is not a terminal)"
+            );
+        }
+        eprint!("Remove {relative} ({})? [y/N] ", human_bytes(total));
+        std::io::stderr().flush().ok();
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .context("Failed to read the answer")?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            eprintln!("Nothing removed.");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    models.remove(&relative, &files)?;
+    for (path, _) in &files {
+        eprintln!("removed {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Progress bars on a terminal: one per file, with speed and ETA.
+struct Bars {
+    multi: MultiProgress,
+    bars: Mutex<HashMap<usize, ProgressBar>>,
+    labels: Vec<String>,
+}
+
+impl Bars {
+    fn new(plans: &[Planned]) -> Bars {
+        Bars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: Mutex::new(HashMap::new()),
+            labels: plans.iter().map(short_label).collect(),
+        }
+    }
+
+    fn label(&self, id: usize) -> &str {
+        self.labels.get(id).map_or("?", String::as_str)
+    }
+
+    fn bar(&self, id: usize) -> Option<ProgressBar> {
+        self.bars.lock().ok()?.get(&id).cloned()
+    }
+}
+
+impl Reporter for Bars {
+    fn on_start(&self, id: usize, label: &str, total: Option<u64>, done: u64) {
+        let Ok(mut bars) = self.bars.lock() else {
+            return;
+        };
+        let bar = bars.entry(id).or_insert_with(|| {
+            let bar = self.multi.add(ProgressBar::no_length());
+            let style = ProgressStyle::with_template(
+                "{msg:28!} [{bar:30}] {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        bar.set_message(label.to_owned());
+        if let Some(total) = total {
+            bar.set_length(total);
+        }
+        bar.set_position(done);
+        bar.reset_eta();
+    }
+
+    fn on_progress(&self, id: usize, bytes: u64) {
+        if let Some(bar) = self.bar(id) {
+            bar.inc(bytes);
+        }
+    }
+
+    fn on_notice(&self, id: usize, message: &str) {
+        let _ = self.multi.println(format!("{}: {message}", self.label(id)));
+    }
+
+    fn on_finish(&self, id: usize) {
+        if let Some(bar) = self.bar(id) {
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
+        }
+    }
+}
+
+/// Plain lines for logs: start, every 10 % (at most every 5 s), retries, end.
+struct Lines {
+    state: Mutex<HashMap<usize, LineState>>,
+    labels: Vec<String>,
+}
+
+struct LineState {
+    total: Option<u64>,
+    done: u64,
+    started: Instant,
+    start_done: u64,
+    last_print: Instant,
+    last_tenth: u64,
+}
+
+impl Lines {
+    fn new(plans: &[Planned]) -> Lines {
+        Lines {
+            state: Mutex::new(HashMap::new()),
+            labels: plans.iter().map(short_label).collect(),
+        }
+    }
+
+    fn label(&self, id: usize) -> &str {
+        self.labels.get(id).map_or("?", String::as_str)
+    }
+}
+
+impl Reporter for Lines {
+    fn on_start(&self, id: usize, _label: &str, total: Option<u64>, done: u64) {
+        let now = Instant::now();
+        eprintln!(
+            "{}: downloading{}{}",
+            self.label(id),
+            total
+                .map(|t| format!(" {}", human_bytes(t)))
+                .unwrap_or_default(),
+            if done > 0 {
+                format!(", {} already here", human_bytes(done))
+            } else {
+                String::new()
+            }
+        );
+        if let Ok(mut state) = self.state.lock() {
+            state.insert(
+                id,
+                LineState {
+                    total,
+                    done,
+                    started: now,
+                    start_done: done,
+                    last_print: now,
+                    last_tenth: total.filter(|t| *t > 0).map_or(0, |t| done * 10 / t),
+                },
+            );
+        }
+    }
+
+    fn on_progress(&self, id: usize, bytes: u64) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let Some(s) = state.get_mut(&id) else {
+            return;
+        };
+        s.done += bytes;
+        let Some(total) = s.total.filter(|t| *t > 0) else {
+            return;
+        };
+        let tenth = s.done * 10 / total;
+        if tenth > s.last_tenth && s.last_print.elapsed() >= Duration::from_secs(5)
+            || tenth == 10 && s.last_tenth < 10
+        {
+            s.last_tenth = tenth;
+            s.last_print = Instant::now();
+            let elapsed = s.started.elapsed().as_secs_f64().max(0.001);
+            let rate = (s.done - s.start_done) as f64 / elapsed;
+            let eta = if rate > 0.0 {
+                format!(
+                    ", ETA {:.0} s",
+                    (total.saturating_sub(s.done)) as f64 / rate
+                )
+            } else {
+                String::new()
+            };
+            eprintln!(
+                "{}: {}% ({} of {}, {}/s{eta})",
+                self.label(id),
+                s.done * 100 / total,
+                human_bytes(s.done),
+                human_bytes(total),
+                human_bytes(rate as u64),
+            );
+        }
+    }
+
+    fn on_notice(&self, id: usize, message: &str) {
+        eprintln!("{}: {message}", self.label(id));
+    }
+
+    fn on_finish(&self, id: usize) {
+        if let Ok(mut state) = self.state.lock()
+            && let Some(s) = state.remove(&id)
+        {
+            let elapsed = s.started.elapsed().as_secs_f64().max(0.001);
+            eprintln!(
+                "{}: received {} in {:.1} s ({}/s)",
+                self.label(id),
+                human_bytes(s.done - s.start_done),
+                elapsed,
+                human_bytes(((s.done - s.start_done) as f64 / elapsed) as u64)
+            );
+        }
+    }
+}
+
+/// What a progress line calls a download: the catalog name, else `folder/file`.
+fn short_label(plan: &Planned) -> String {
+    plan.catalog
+        .clone()
+        .unwrap_or_else(|| plan.relative.clone())
+}
