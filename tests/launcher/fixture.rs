@@ -48,11 +48,18 @@ pub struct TestEnv {
     pythonpath: PathBuf,
 }
 
+/// Copies a fixture tree. `NAME.fixture.py` becomes `NAME.py`: the fixture's stand-ins for
+/// upstream module names are stored under another name so they can never be mistaken for (or
+/// flagged as) upstream code in the repository.
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
+        let name = entry
+            .file_name()
+            .to_string_lossy()
+            .replace(".fixture.py", ".py");
+        let target = to.join(name);
         if entry.file_type().unwrap().is_dir() {
             copy_dir(&entry.path(), &target);
         } else {
@@ -83,6 +90,14 @@ impl TestEnv {
         let root = tmp.path();
         let webui = root.join("webui");
         copy_dir(&Path::new(FIXTURE).join("webui"), &webui);
+        // The pinned repositories' places: the launcher checks the layout, the fixture needs
+        // nothing inside them.
+        for name in stable_diffusion_webui::sources::Sources::pinned()
+            .repositories
+            .keys()
+        {
+            std::fs::create_dir_all(webui.join("repositories").join(name)).unwrap();
+        }
         let home = root.join("home");
         std::fs::create_dir_all(&home).unwrap();
 
