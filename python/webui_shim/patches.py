@@ -7,6 +7,7 @@ difference between upstream's ``launch.py`` and us; nothing here edits a file on
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -40,6 +41,7 @@ def install(config: LaunchConfig) -> None:
     after_import("modules.shared_cmd_options", lambda m: _patch_non_local(m, config))
     after_import("modules.script_callbacks", _patch_readiness)
     after_import("modules.shared_state", _patch_server_commands)
+    after_import("modules.ui_gradio_extensions", _patch_root_stylesheet)
     locks.install(config)
 
 
@@ -277,3 +279,27 @@ def _patch_server_commands(shared_state: ModuleType) -> None:
         return command
 
     shared_state.State.wait_for_server_command = wait_for_server_command
+
+
+def _patch_root_stylesheet(ui_gradio_extensions: ModuleType) -> None:
+    # css_html() links the tree's style.css by path. Upstream runs from its tree, so that is
+    # `file=style.css` and the stylesheet's relative `@import url('webui-assets/...')` lands on
+    # the /webui-assets mount. We run in the data dir: the link is `file=<tree>/style.css` and
+    # the import would 404 (missing font). Inline that one stylesheet instead, so its relative
+    # URLs resolve against the page, as upstream's do.
+    original = ui_gradio_extensions.css_html
+
+    def css_html():
+        html = original()
+        from modules.paths_internal import script_path
+
+        path = os.path.join(script_path, "style.css")
+        link = re.compile(r'<link rel="stylesheet" property="stylesheet" href="file=' + re.escape(path) + r'\?[^"]*">')
+        match = link.search(html)
+        if match is None:
+            return html
+        with open(path, encoding="utf8") as file:
+            css = file.read()
+        return html[: match.start()] + f"<style>{css}</style>" + html[match.end() :]
+
+    ui_gradio_extensions.css_html = css_html

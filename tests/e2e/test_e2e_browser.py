@@ -6,8 +6,8 @@ Playwright's Python package with executable_path: no browser download. Headless,
 
 The data dir lies under a dot directory, as for a real user (~/.local/share/stable-diffusion-webui). The
 generated image's URL is /file=<data dir>/outputs/..., which gradio alone refuses (403) for paths with a
-dot component; the launcher's proxy serves it. One known cosmetic failure (the stylesheet's font @import) is
-a strict xfail; everything else is asserted.
+dot component; the launcher's proxy serves it. Every request the page makes must succeed, the
+stylesheet's font @import included.
 """
 
 from __future__ import annotations
@@ -44,17 +44,6 @@ UI_DEFAULTS = {
     "customscript/seed.py/txt2img/Seed/value": 1234,
 }
 CHECKED_RESOURCES = {"document", "script", "stylesheet", "image", "font", "fetch", "xhr", "media"}
-
-# Known failure, kept visible: the webui runs in the data dir, so style.css is linked by its
-# absolute path (/file=<tree>/style.css) and its relative `@import url('webui-assets/css/...')`
-# resolves to /file=<tree>/webui-assets/..., which does not exist (upstream, run from its own tree,
-# links `file=style.css`, so the import reaches the /webui-assets mount). Cosmetic: the Source Sans
-# font falls back. Fix planned in the shim/proxy (relative /file= paths against the webui tree).
-FONT_IMPORT = "/webui-assets/css/sourcesanspro.css"
-
-
-def _is_font_import(url: str) -> bool:
-    return "/file=" in url and url.split("?")[0].endswith(FONT_IMPORT)
 
 
 def _chromium() -> str:
@@ -200,7 +189,7 @@ def test_generate_from_the_ui_puts_the_image_in_the_gallery(session):
 
 def test_no_request_failed(session):
     """Scripts, styles, fonts, images (the gallery's too), API calls: all answered below 400."""
-    bad = [(what, url) for what, url in _failed(session) if not _is_font_import(url)]
+    bad = _failed(session)
     assert not bad, "failed requests:\n" + _lines(bad)
     assert any(kind == "script" and status == 200 for _, status, kind in session.responses)
     assert any(kind == "stylesheet" and status == 200 for _, status, kind in session.responses)
@@ -210,11 +199,3 @@ def test_gallery_image_loads(session):
     statuses = [status for url, status, _ in session.responses if _is_gallery_output(url, session.site.data)]
     assert statuses and all(s == 200 for s in statuses), f"gallery image responses: {statuses}"
     assert session.natural == [64, 64], f"the browser could not show the image (natural size {session.natural})"
-
-
-@pytest.mark.xfail(
-    strict=True, reason="style.css's font @import 404s when the webui runs outside its tree (see FONT_IMPORT)"
-)
-def test_stylesheet_font_import_loads(session):
-    bad = [(what, url) for what, url in _failed(session) if _is_font_import(url)]
-    assert not bad, "failed requests:\n" + _lines(bad)
