@@ -1,8 +1,7 @@
 """End to end: declared settings, presets and locks with the real upstream webui.
 
-Gated: runs only when SD_WEBUI_TEST_ROOT (an upstream stable-diffusion-webui tree with its
-repositories), SD_WEBUI_TEST_VENV (a virtualenv with upstream's packages) and
-SD_WEBUI_LAUNCHER (the built `stable-diffusion-webui` binary) are set. Self-contained: it
+Gated like the other e2e tests (e2e_harness.find_config: SD_WEBUI_TEST_ROOT, SD_WEBUI_TEST_VENV,
+and SD_WEBUI_LAUNCHER or the built binary in target/). Self-contained: it
 generates two tiny random checkpoints (tests/support/tiny_model.py) and runs fully offline.
 
 Shows: a locked key is refused by POST /sdapi/v1/options with a message naming the key and
@@ -22,6 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import e2e_harness as h
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,21 +30,18 @@ SOURCE = "the e2e test's settings file"
 START_TIMEOUT = float(os.environ.get("SD_WEBUI_TEST_START_TIMEOUT", "300"))
 
 
-def _required(name: str) -> Path:
-    value = os.environ.get(name)
-    if not value:
-        pytest.skip(f"{name} is not set")
-    path = Path(value)
-    if not path.exists():
-        pytest.skip(f"{name}={value} does not exist")
-    return path
+def _config() -> h.E2EConfig:
+    """The same gate as the other e2e tests (e2e_harness.find_config): skip with its reason."""
+    config = h.find_config()
+    if isinstance(config, str):
+        pytest.skip(config)
+    return config
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = _required("SD_WEBUI_TEST_ROOT")
-    venv = _required("SD_WEBUI_TEST_VENV")
-    launcher = _required("SD_WEBUI_LAUNCHER")
+    config = _config()
+    root, venv, launcher = config.root, config.venv, config.launcher
     base = tmp_path_factory.mktemp("settings-e2e")
     data = base / "data"
     models = data / "models" / "Stable-diffusion"
