@@ -49,6 +49,8 @@ pub enum Command {
     Settings(SettingsArgs),
     /// Download, list, verify and remove models in the data dir (sha256-checked, resumable).
     Models(crate::commands::models::ModelsArgs),
+    /// List extensions (built-in, managed, yours) and check their Python requirements.
+    Extensions(crate::commands::extensions::ExtensionsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -107,6 +109,14 @@ pub struct LauncherArgs {
     /// Declarative settings file (defaults, presets, locks; written by the Nix module).
     #[arg(long, global = true, env = env_vars::SD_WEBUI_SETTINGS_FILE, value_name = "PATH", help_heading = "Launcher")]
     pub settings_file: Option<PathBuf>,
+    /// Read-only directory of managed extensions, loaded next to the built-in ones
+    /// [default: the package's own, if it has any].
+    #[arg(long, global = true, env = env_vars::SD_WEBUI_MANAGED_EXTENSIONS, value_name = "PATH", help_heading = "Launcher")]
+    pub managed_extensions: Option<PathBuf>,
+    /// Let extension installers pip-install missing packages into `<data>/python-overlay`
+    /// (off by default; it can never replace the environment's own packages).
+    #[arg(long, global = true, env = env_vars::SD_WEBUI_PYTHON_OVERLAY, help_heading = "Launcher")]
+    pub python_overlay: bool,
     /// Apply a settings preset (built in: cpu, low-vram, mac, private, sdxl, or
     /// `<data>/presets/NAME.json`); repeatable, later presets win.
     #[arg(
@@ -181,11 +191,28 @@ pub fn parse(
         Err(e) => return Err(Cli::command().error(clap::error::ErrorKind::InvalidUtf8, e)),
     };
     let command = Cli::command();
-    let is_subcommand = args
-        .get(1)
-        .is_some_and(|a| command.get_subcommands().any(|s| s.get_name() == a));
-    if is_subcommand {
-        return Cli::try_parse_from(args);
+    // A subcommand, possibly after launcher options (`--data-dir X models list`): the first
+    // argument that is not a launcher option names it.
+    let (before, rest) = split(&command, &args);
+    if let Some(name) = rest
+        .first()
+        .filter(|a| command.get_subcommands().any(|s| s.get_name() == *a))
+    {
+        // Launcher options are global: clap takes them after the subcommand's name.
+        let at = args
+            .iter()
+            .skip(1)
+            .position(|a| a == name)
+            .map_or(1, |i| i + 1);
+        let reordered = before
+            .iter()
+            .take(1)
+            .chain([name])
+            .chain(before.iter().skip(1))
+            .chain(args.iter().skip(at + 1))
+            .cloned()
+            .collect::<Vec<_>>();
+        return Cli::try_parse_from(reordered);
     }
     args.extend(extra);
     let (launcher, webui) = split(&command, &args);
@@ -266,6 +293,33 @@ mod tests {
             webui,
             strings(&["--api", "--ckpt", "m.safetensors", "--unknown-flag", "x"])
         );
+    }
+
+    #[test]
+    fn a_subcommand_may_follow_launcher_options() {
+        let cli = parse(
+            [
+                "sdw",
+                "--data-dir",
+                "/d",
+                "--python-overlay",
+                "extensions",
+                "list",
+            ]
+            .map(Into::into),
+            Vec::new(),
+        )
+        .unwrap();
+        assert!(matches!(cli.command, Some(Command::Extensions(_))));
+        assert_eq!(
+            cli.launcher.data_dir.as_deref(),
+            Some(std::path::Path::new("/d"))
+        );
+        assert!(cli.launcher.python_overlay);
+        // Not a subcommand: an upstream flag first means a webui run.
+        let cli = parse(["sdw", "--api", "extensions"].map(Into::into), Vec::new()).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.webui_args, strings(&["--api", "extensions"]));
     }
 
     #[test]

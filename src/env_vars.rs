@@ -10,6 +10,10 @@ pub const SD_WEBUI_CACHE_DIR: &str = "SD_WEBUI_CACHE_DIR";
 pub const SD_WEBUI_PYTHON_ENV: &str = "SD_WEBUI_PYTHON_ENV";
 /// The declarative settings file (same as `--settings-file`).
 pub const SD_WEBUI_SETTINGS_FILE: &str = "SD_WEBUI_SETTINGS_FILE";
+/// Directory of managed extensions (same as `--managed-extensions`).
+pub const SD_WEBUI_MANAGED_EXTENSIONS: &str = "SD_WEBUI_MANAGED_EXTENSIONS";
+/// `1` turns the opt-in Python overlay on (same as `--python-overlay`).
+pub const SD_WEBUI_PYTHON_OVERLAY: &str = "SD_WEBUI_PYTHON_OVERLAY";
 /// Where the `webui_shim` Python package lives (overrides the built-in location).
 pub const SD_WEBUI_SHIM_DIR: &str = "SD_WEBUI_SHIM_DIR";
 /// `tracing` filter for the launcher's own logs (default `info`).
@@ -39,6 +43,8 @@ pub mod baked {
     pub const DEFAULT_ROOT: Option<&str> = option_env!("SD_WEBUI_DEFAULT_ROOT");
     pub const DEFAULT_PYTHON_ENV: Option<&str> = option_env!("SD_WEBUI_DEFAULT_PYTHON_ENV");
     pub const SHIM_DIR: Option<&str> = option_env!("SD_WEBUI_SHIM_DIR");
+    /// The managed extensions the package was built with (a store directory).
+    pub const MANAGED_EXTENSIONS: Option<&str> = option_env!("SD_WEBUI_DEFAULT_MANAGED_EXTENSIONS");
     /// The interpreter PyO3 linked against (set by build.rs).
     pub const BUILD_PYTHON: Option<&str> = option_env!("SD_WEBUI_BUILD_PYTHON");
 }

@@ -12,6 +12,7 @@ pub mod dirs;
 pub mod embed;
 pub mod env_vars;
 pub mod environment;
+pub mod extensions;
 pub mod layout;
 pub mod models;
 pub mod network;

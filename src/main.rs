@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         Some(Command::Doctor(args)) => commands::doctor::run(&cli.launcher, args),
         Some(Command::Settings(args)) => commands::settings::run(&cli.launcher, args),
         Some(Command::Models(args)) => commands::models::run(&cli.launcher, args),
+        Some(Command::Extensions(args)) => commands::extensions::run(&cli.launcher, args),
         None => commands::run::run(cli),
     };
     match result {

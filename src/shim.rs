@@ -58,6 +58,10 @@ pub struct LaunchConfig {
     pub webui_rev: Option<String>,
     /// Locked and declared settings (`webui_shim.locks`); `None` when nothing is declared.
     pub settings: Option<crate::settings::ShimSettings>,
+    /// Read-only directory of managed extensions (`webui_shim.extensions`).
+    pub managed_extensions_dir: Option<PathBuf>,
+    /// The opt-in overlay prefix for extension installs (`webui_shim.overlay`).
+    pub python_overlay: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]

@@ -36,6 +36,10 @@ class LaunchConfig:
     webui_rev: str | None = None
     # {source, locked: {key: value}, declared: {key: value}, origins: {key: layer}} (locks.py)
     settings: dict | None = None
+    # Read-only directory of managed extensions (extensions.py), None when there is none.
+    managed_extensions_dir: str | None = None
+    # The opt-in overlay environment for extension installs (overlay.py), None when off.
+    python_overlay: str | None = None
 
     @classmethod
     def from_json(cls, text: str) -> LaunchConfig:

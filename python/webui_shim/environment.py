@@ -57,22 +57,31 @@ def apply(config: LaunchConfig) -> None:
     sys.executable = config.executable
     sys._base_executable = config.executable
     multiprocessing.set_executable(config.executable)
+    if config.python_overlay:
+        from . import overlay
+
+        overlay.activate(config.python_overlay)
     if config.pycache_prefix:
-        redirect_bytecode(config.webui_root, config.pycache_prefix)
+        trees = [config.webui_root]
+        if config.managed_extensions_dir:
+            trees.append(config.managed_extensions_dir)
+        redirect_bytecode(trees, config.pycache_prefix)
 
 
-def redirect_bytecode(tree: str, prefix: str) -> None:
-    """Bytecode of modules under ``tree`` goes below ``prefix``, never into the tree.
+def redirect_bytecode(trees: list[str], prefix: str) -> None:
+    """Bytecode of modules under ``trees`` goes below ``prefix``, never into them.
 
     ``sys.pycache_prefix`` would do that for every module, which makes Python ignore the
     environment's own ``__pycache__`` and recompile torch, gradio and the rest at every start
     (2-4x slower here, with PYTHONDONTWRITEBYTECODE set). So only the path the import system
-    asks for is changed (the same layout as pycache_prefix), and only for the tree.
+    asks for is changed (the same layout as pycache_prefix), and only for the trees.
     Replaces importlib's ``cache_from_source`` as used by ``SourceFileLoader``.
     """
     import _frozen_importlib_external as bootstrap
 
-    roots = tuple({os.path.join(os.path.abspath(tree), ""), os.path.join(os.path.realpath(tree), "")})
+    roots = tuple(
+        {os.path.join(resolve(tree), "") for tree in trees for resolve in (os.path.abspath, os.path.realpath)}
+    )
     original = bootstrap.cache_from_source
 
     def cache_from_source(path, debug_override=None, *, optimization=None):

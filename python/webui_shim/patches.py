@@ -16,12 +16,15 @@ import threading
 import time
 from types import ModuleType
 
-from . import control, locks, requirements
+from . import control, extensions, locks, overlay, requirements
 from .config import CONFIG_ENV, LaunchConfig
 from .hooks import after_import
 
 # install.py exits with this status when it asked for missing packages (message already printed).
 EXIT_MISSING_PACKAGES = 3
+# Set for `extensions check`: report what install.py asks for, install nothing (not even into
+# the overlay).
+CHECK_ONLY_ENV = "SD_WEBUI_INSTALLER_CHECK_ONLY"
 
 
 class EnvironmentIncomplete(RuntimeError):
@@ -43,6 +46,7 @@ def install(config: LaunchConfig) -> None:
     after_import("modules.shared_state", _patch_server_commands)
     after_import("modules.ui_gradio_extensions", _patch_root_stylesheet)
     locks.install(config)
+    extensions.install(config)
 
 
 def install_launch_utils(config: LaunchConfig) -> None:
@@ -63,13 +67,13 @@ def _patch_launch_utils(launch_utils: ModuleType, config: LaunchConfig) -> None:
         """Replaces launch_utils.run_pip: never runs pip; a satisfied request is a no-op."""
         if launch_utils.args.skip_install:
             return ""
-        return _check_pip(shlex.split(command) if isinstance(command, str) else list(command), desc)
+        return _check_pip(shlex.split(command) if isinstance(command, str) else list(command), desc, config)
 
     def run(command, desc=None, errdesc=None, custom_env=None, live=launch_utils.default_command_live):
         """Replaces launch_utils.run for pip command lines only; anything else runs as before."""
         pip_args = requirements.pip_args_from_shell(command) if isinstance(command, str) else None
         if pip_args is not None:
-            return _check_pip(pip_args, desc)
+            return _check_pip(pip_args, desc, config)
         return original_run(command, desc=desc, errdesc=errdesc, custom_env=custom_env, live=live)
 
     def git_clone(url, dir, name, commithash=None):
@@ -101,7 +105,9 @@ def _patch_launch_utils(launch_utils: ModuleType, config: LaunchConfig) -> None:
     launch_utils.prepare_environment = lambda: prepare_environment(launch_utils)
 
 
-def _check_pip(args: list[str], desc) -> str:
+def _check_pip(args: list[str], desc, config: LaunchConfig) -> str:
+    """A pip request: a no-op when satisfied; missing packages go to the opt-in overlay, or are
+    collected for one message (extension installers), or stop the caller with that message."""
     check = requirements.check_pip_request(args)
     what = os.environ.get("SD_WEBUI_EXTENSION_NAME")
     what = f"Extension '{what}'" if what else (f"Installing {desc}" if desc else "The webui")
@@ -109,7 +115,9 @@ def _check_pip(args: list[str], desc) -> str:
         raise requirements.PipBlocked(f"{what} asked to run `{check.unsupported}`; the launcher never runs pip.")
     if check.mismatched:
         print(f"{what}: installed versions differ from the request (kept): {', '.join(check.mismatched)}")
-    if check.missing:
+    if check.missing and config.python_overlay and not os.environ.get(CHECK_ONLY_ENV):
+        overlay.install(config.python_overlay, check.missing, what)
+    elif check.missing and not requirements.note_missing(check.missing):
         raise requirements.PipBlocked(requirements.missing_message(what, check.missing))
     return ""
 
@@ -258,6 +266,8 @@ def file_roots() -> list[str]:
     from modules import paths_internal, shared
 
     roots = [paths_internal.data_path, paths_internal.extensions_dir, paths_internal.script_path]
+    if extensions.managed_directory():
+        roots.append(extensions.managed_directory())
     opts = shared.opts
     for key in opts.data_labels:
         if key.startswith("outdir_") or key == "temp_dir":

@@ -60,6 +60,29 @@ class PipBlocked(RuntimeError):
     """Raised instead of running pip when requested packages are missing."""
 
 
+# In an extension installer (installer.py), missing packages are collected across the whole
+# install.py and reported once at the end, instead of stopping at the first request.
+_collected: list[str] | None = None
+
+
+def collect_missing() -> None:
+    global _collected
+    _collected = []
+
+
+def collected_missing() -> list[str] | None:
+    """The missing requirements collected so far (None when not collecting)."""
+    return None if _collected is None else list(dict.fromkeys(_collected))
+
+
+def note_missing(missing: list[str]) -> bool:
+    """Record ``missing`` when collecting; False when the caller must report it itself."""
+    if _collected is None:
+        return False
+    _collected.extend(missing)
+    return True
+
+
 @dataclass
 class Check:
     """Outcome of checking one pip request against the installed distributions."""

@@ -1,6 +1,7 @@
 //! Subcommands and the shared preparation they all need.
 
 pub mod doctor;
+pub mod extensions;
 pub mod models;
 pub mod run;
 pub mod settings;
@@ -11,10 +12,14 @@ use anyhow::Context;
 
 use crate::cli::LauncherArgs;
 use crate::dirs::Dirs;
+use crate::env_vars::baked;
 use crate::layout::{RootSource, WebuiTree};
 use crate::python_env::PythonEnv;
 use crate::shim::{self, LaunchConfig, ShimPythonEnv};
 use crate::sources::Sources;
+
+/// The opt-in Python overlay's directory under the data dir (`webui_shim.overlay`).
+pub const PYTHON_OVERLAY_DIR: &str = "python-overlay";
 
 /// Everything resolved before the interpreter starts.
 pub struct Prepared {
@@ -23,6 +28,10 @@ pub struct Prepared {
     pub dirs: Dirs,
     pub python: PythonEnv,
     pub shim_dir: PathBuf,
+    /// The managed extensions directory: `--managed-extensions`, else the package's own.
+    pub managed_extensions: Option<PathBuf>,
+    /// `--python-overlay`: `<data>/python-overlay`.
+    pub python_overlay: Option<PathBuf>,
 }
 
 impl Prepared {
@@ -32,12 +41,30 @@ impl Prepared {
         let dirs = Dirs::resolve(args.data_dir.as_deref(), args.cache_dir.as_deref(), &cwd)?;
         let python = PythonEnv::discover(args.python_env.as_deref(), &cwd)?;
         let shim_dir = shim::locate()?;
+        let managed_extensions = args
+            .managed_extensions
+            .as_ref()
+            .map(|dir| cwd.join(dir))
+            .or_else(|| baked::MANAGED_EXTENSIONS.map(PathBuf::from));
+        if let Some(dir) = &managed_extensions {
+            anyhow::ensure!(
+                dir.is_dir(),
+                "The managed extensions directory {} does not exist. Check --managed-extensions / {}.",
+                dir.display(),
+                crate::env_vars::SD_WEBUI_MANAGED_EXTENSIONS
+            );
+        }
+        let python_overlay = args
+            .python_overlay
+            .then(|| dirs.data.join(PYTHON_OVERLAY_DIR));
         Ok(Prepared {
             cwd,
             tree,
             dirs,
             python,
             shim_dir,
+            managed_extensions,
+            python_overlay,
         })
     }
 
@@ -74,6 +101,8 @@ impl Prepared {
             webui_rev: (self.tree.source == RootSource::Baked && !self.tree.is_git_checkout())
                 .then(|| Sources::pinned().webui.rev),
             settings: None,
+            managed_extensions_dir: self.managed_extensions.clone(),
+            python_overlay: self.python_overlay.clone(),
         }
     }
 }

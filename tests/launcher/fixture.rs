@@ -186,6 +186,14 @@ impl TestEnv {
         );
     }
 
+    /// A copy of the managed extensions fixture (a directory the Nix package would build).
+    #[allow(dead_code, reason = "used by tests/extensions.rs, not tests/launcher.rs")]
+    pub fn add_managed(&self) -> PathBuf {
+        let dir = self.tmp.path().join("managed");
+        copy_dir(&Path::new(FIXTURE).join("managed-extensions"), &dir);
+        dir
+    }
+
     /// The launcher with a clean, isolated environment.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_stable-diffusion-webui"));

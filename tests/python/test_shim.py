@@ -146,7 +146,7 @@ def test_bytecode_of_the_tree_goes_to_the_cache_and_the_rest_is_untouched(tmp_pa
         "import sys; sys.dont_write_bytecode = False\n"
         f"sys.path[:0] = [{str(tree)!r}, {str(other)!r}]\n"
         "from webui_shim.environment import redirect_bytecode\n"
-        f"redirect_bytecode({str(tree)!r}, {str(cache)!r})\n"
+        f"redirect_bytecode([{str(tree)!r}], {str(cache)!r})\n"
         "import pkg, elsewhere\n"
     )
     root = os.path.join(os.path.dirname(__file__), "..", "..", "python")

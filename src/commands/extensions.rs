@@ -1,0 +1,288 @@
+//! `stable-diffusion-webui extensions list|check`: what upstream will load, from where, at
+//! which revision, and whether each extension's Python requirements are in the environment.
+//!
+//! Requirements are what the extension's `install.py` asks of `launch.is_installed` /
+//! `launch.run_pip`: it runs under the shim's installer in check-only mode (no pip, no
+//! overlay install), exactly as at start but without side effects on the environment.
+
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use crate::cli::LauncherArgs;
+use crate::commands::Prepared;
+use crate::extensions::{Extension, Inventory, Kind, Locations};
+
+#[derive(Debug, Args)]
+pub struct ExtensionsArgs {
+    #[command(subcommand)]
+    pub command: ExtensionsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExtensionsCommand {
+    /// Every extension: built-in, managed, yours; enabled or not; source and revision;
+    /// missing Python requirements.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Do not run install.py scripts to check requirements.
+        #[arg(long)]
+        no_check: bool,
+    },
+    /// One extension in detail; exits 1 when its requirements are not met.
+    Check {
+        /// The extension's directory name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// What an extension's install.py asked for that the environment lacks.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
+pub struct Requirements {
+    pub missing: Vec<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Row<'a> {
+    #[serde(flatten)]
+    extension: &'a Extension,
+    requirements: Option<Requirements>,
+}
+
+pub fn run(launcher: &LauncherArgs, args: &ExtensionsArgs) -> anyhow::Result<ExitCode> {
+    let prepared = Prepared::new(launcher)?;
+    let inventory = Inventory::scan(&Locations {
+        tree: &prepared.tree.root,
+        managed: prepared.managed_extensions.as_deref(),
+        data: &prepared.dirs.data,
+    })?;
+    match &args.command {
+        ExtensionsCommand::List { json, no_check } => {
+            let mut rows = Vec::new();
+            for extension in &inventory.extensions {
+                let requirements = if *no_check || extension.shadowed_by.is_some() {
+                    None
+                } else {
+                    check_requirements(&prepared, extension)?
+                };
+                rows.push(Row {
+                    extension,
+                    requirements,
+                });
+            }
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print_table(&inventory, &rows, *no_check);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ExtensionsCommand::Check { name, json } => {
+            let extension = inventory.find(name).with_context(|| {
+                format!(
+                    "No extension named {name:?} (looked in {}, {}{}). \
+                     `stable-diffusion-webui extensions list` shows them all.",
+                    prepared.tree.root.join("extensions-builtin").display(),
+                    inventory
+                        .managed_dir
+                        .as_ref()
+                        .map(|d| format!("{}, ", d.display()))
+                        .unwrap_or_default(),
+                    inventory.user_dir.display()
+                )
+            })?;
+            let requirements = check_requirements(&prepared, extension)?;
+            let ok = requirements
+                .as_ref()
+                .is_none_or(|r| r.missing.is_empty() && r.error.is_none());
+            let row = Row {
+                extension,
+                requirements,
+            };
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&row)?);
+            } else {
+                print_detail(&row);
+            }
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+/// Run install.py under the shim's installer in check-only mode; None without install.py.
+fn check_requirements(
+    prepared: &Prepared,
+    extension: &Extension,
+) -> anyhow::Result<Option<Requirements>> {
+    if !extension.has_installer {
+        return Ok(None);
+    }
+    let report = tempfile::NamedTempFile::new().context("Failed to create a temporary file")?;
+    let config = prepared.launch_config("extensions", Vec::new(), false);
+    let pythonpath = std::env::join_paths(
+        [prepared.shim_dir.clone(), prepared.tree.root.clone()]
+            .into_iter()
+            .chain(std::env::var_os("PYTHONPATH").map(Into::into)),
+    )?;
+    let cwd = if prepared.dirs.data.is_dir() {
+        prepared.dirs.data.as_path()
+    } else {
+        prepared.cwd.as_path()
+    };
+    let output = Command::new(&prepared.python.executable)
+        .args(["-m", "webui_shim.installer", "--report"])
+        .arg(report.path())
+        .arg(&extension.path)
+        .envs(&config.environment)
+        .env("SD_WEBUI_SHIM_CONFIG", serde_json::to_string(&config)?)
+        .env("SD_WEBUI_EXTENSION_NAME", &extension.name)
+        .env("SD_WEBUI_INSTALLER_CHECK_ONLY", "1")
+        .env(
+            "COMMANDLINE_ARGS",
+            shlex::try_join(["--data-dir", &prepared.dirs.data.to_string_lossy()])?,
+        )
+        .env("PYTHONPATH", pythonpath)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("Failed to run {}", prepared.python.executable.display()))?;
+    let text = std::fs::read_to_string(report.path()).unwrap_or_default();
+    match serde_json::from_str::<Requirements>(&text) {
+        Ok(requirements) => Ok(Some(requirements)),
+        Err(_) => Ok(Some(Requirements {
+            missing: Vec::new(),
+            error: Some(format!(
+                "the installer check did not finish ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )),
+        })),
+    }
+}
+
+fn state(extension: &Extension, inventory: &Inventory) -> String {
+    if let Some(by) = &extension.shadowed_by {
+        return format!("hidden by managed {}", by.display());
+    }
+    if extension.disabled {
+        return "disabled".into();
+    }
+    if !extension.enabled {
+        return format!("off (disable_all_extensions: {:?})", inventory.disable_all).to_lowercase();
+    }
+    "enabled".into()
+}
+
+fn requirements_note(requirements: &Option<Requirements>, checked: bool) -> String {
+    match requirements {
+        None if checked => "ok".into(),
+        None => "-".into(),
+        Some(r) if !r.missing.is_empty() => format!("MISSING {}", r.missing.join(", ")),
+        Some(Requirements { error: Some(_), .. }) => "install.py FAILED".into(),
+        Some(_) => "ok".into(),
+    }
+}
+
+fn print_table(inventory: &Inventory, rows: &[Row<'_>], no_check: bool) {
+    println!(
+        "{:<36} {:<9} {:<24} {:<14} SOURCE",
+        "NAME", "KIND", "STATE", "REQUIREMENTS"
+    );
+    for row in rows {
+        let e = row.extension;
+        let source = match (&e.source, &e.revision) {
+            (Some(s), Some(r)) => format!("{s} @ {}", short(r)),
+            (Some(s), None) => s.clone(),
+            (None, Some(r)) => short(r).to_owned(),
+            (None, None) if e.kind == Kind::Builtin => "webui tree".into(),
+            (None, None) => "-".into(),
+        };
+        println!(
+            "{:<36} {:<9} {:<24} {:<14} {}",
+            e.name,
+            e.kind.label(),
+            state(e, inventory),
+            requirements_note(&row.requirements, !no_check && e.shadowed_by.is_none()),
+            source
+        );
+    }
+    if let Some(dir) = &inventory.managed_dir {
+        println!("\nmanaged: {}", dir.display());
+    }
+    println!("yours:   {}", inventory.user_dir.display());
+    let failing = rows.iter().find(|row| {
+        row.requirements
+            .as_ref()
+            .is_some_and(|r| !r.missing.is_empty() || r.error.is_some())
+    });
+    if let Some(row) = failing {
+        println!(
+            "\n`stable-diffusion-webui extensions check {}` for details.",
+            row.extension.name
+        );
+    }
+}
+
+fn print_detail(row: &Row<'_>) {
+    let e = row.extension;
+    println!("{} ({})", e.name, e.kind.label());
+    println!("  path          {}", e.path.display());
+    if let Some(by) = &e.shadowed_by {
+        println!(
+            "  not loaded    a managed extension of the same name wins: {}",
+            by.display()
+        );
+    }
+    println!("  enabled       {}", e.enabled);
+    println!("  source        {}", e.source.as_deref().unwrap_or("-"));
+    println!("  revision      {}", e.revision.as_deref().unwrap_or("-"));
+    println!(
+        "  files         preload.py: {}, scripts: {}, javascript: {}, style.css: {}, localizations: {}",
+        yes(e.has_preload),
+        e.scripts,
+        e.javascript,
+        yes(e.has_style),
+        if e.localizations.is_empty() {
+            "-".into()
+        } else {
+            e.localizations.join(", ")
+        }
+    );
+    match &row.requirements {
+        None => println!("  requirements  no install.py"),
+        Some(r) => {
+            if r.missing.is_empty() && r.error.is_none() {
+                println!("  requirements  all present");
+            }
+            if !r.missing.is_empty() {
+                println!("  requirements  missing: {}", r.missing.join(", "));
+            }
+            if let Some(error) = &r.error {
+                println!(
+                    "  install.py    {}",
+                    error.replace('\n', "\n                ")
+                );
+            }
+        }
+    }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn short(rev: &str) -> &str {
+    rev.get(..12).unwrap_or(rev)
+}

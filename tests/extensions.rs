@@ -1,0 +1,356 @@
+//! Managed and user extensions side by side, against the webui-shaped fixture: listing,
+//! preload.py, scripts, JS/CSS through the proxy from a data dir under a dot directory, the
+//! same-name rule, disabling, install.py requirements, and no pip process ever.
+
+#[path = "launcher/fixture.rs"]
+#[expect(
+    dead_code,
+    reason = "the harness is shared with tests/launcher.rs; this file uses part of it"
+)]
+mod fixture;
+
+use std::path::{Path, PathBuf};
+
+use fixture::{Running, TestEnv, free_port, http, tree_snapshot};
+use serde_json::Value;
+
+macro_rules! env_or_skip {
+    () => {
+        match TestEnv::new() {
+            Some(env) => env,
+            None => return,
+        }
+    };
+}
+
+/// The default data dir: `$HOME/.local/share/stable-diffusion-webui`, under a dot directory.
+fn data_dir(env: &TestEnv) -> PathBuf {
+    env.home.join(".local/share/stable-diffusion-webui")
+}
+
+fn json(port: u16, path: &str) -> Value {
+    let (status, body) = http(port, "GET", path, "");
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+fn by_name<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not listed: {list}"))
+}
+
+/// `file=<path>` links of the page, as upstream links extension scripts and styles.
+fn file_links(page: &str) -> Vec<String> {
+    page.split("file=")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn managed_and_user_extensions_load_and_their_assets_pass_the_proxy() {
+    let env = env_or_skip!();
+    let data = data_dir(&env);
+    env.add_extension(&data);
+    let managed = env.add_managed();
+    let tree_before = tree_snapshot(&env.webui);
+    let managed_before = tree_snapshot(&managed);
+    let port = free_port();
+    let mut cmd = env.command();
+    cmd.arg("--managed-extensions").arg(&managed).args([
+        "--port",
+        &port.to_string(),
+        "--full-featured-greeting",
+        "hi",
+        "--managed-greeter-name",
+        "nix",
+    ]);
+    let mut run = Running::start(cmd);
+    run.wait_ready(1);
+
+    // Listed, in upstream's order, managed ones marked and carrying their pin.
+    let list = json(port, "/extensions");
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["managed-greeter", "full-featured", "needs-packages"],
+        "{list}"
+    );
+    let greeter = by_name(&list, "managed-greeter");
+    assert_eq!(greeter["managed"], true);
+    assert_eq!(greeter["remote"], "https://example.invalid/managed-greeter");
+    assert_eq!(greeter["version"], "01234567");
+    assert_eq!(greeter["status"], "managed");
+    assert_eq!(by_name(&list, "full-featured")["managed"], false);
+
+    // Loaded: preload.py options were accepted and reached the scripts.
+    let ping = json(port, "/full-featured/ping");
+    assert_eq!(ping["greeting"], "hi");
+    let ping = json(port, "/managed-greeter/ping");
+    assert_eq!(ping["name"], "nix");
+    assert!(
+        ping["from"]
+            .as_str()
+            .unwrap()
+            .starts_with(managed.to_str().unwrap())
+    );
+
+    // JS and CSS of both kinds, through the proxy; the user's live under ~/.local, where
+    // gradio itself would answer 403.
+    let (status, page) = http(port, "GET", "/page", "");
+    assert_eq!(status, 200);
+    let links = file_links(&page);
+    assert_eq!(links.len(), 3, "{page}");
+    for link in &links {
+        let (status, body) = http(port, "GET", &format!("/file={link}"), "");
+        assert_eq!(status, 200, "{link}: {body}");
+        assert_eq!(body.as_bytes(), std::fs::read(link).unwrap(), "{link}");
+    }
+    assert!(
+        links
+            .iter()
+            .any(|l| l.contains("/.local/") && l.ends_with("style.css"))
+    );
+    assert!(
+        links
+            .iter()
+            .any(|l| l.contains("/.local/") && l.ends_with(".js"))
+    );
+    assert!(
+        links
+            .iter()
+            .any(|l| l.starts_with(managed.to_str().unwrap()))
+    );
+
+    // install.py of the user extension: the one message, and the extension is still loaded.
+    assert_eq!(
+        run.count("Extension 'needs-packages' needs"),
+        1,
+        "{}",
+        run.output()
+    );
+    run.signal(libc::SIGINT);
+    assert_eq!(run.wait_exit(), 0, "{}", run.output());
+    assert_eq!(env.spawned(), "", "pip or git was spawned");
+    assert_eq!(
+        tree_snapshot(&env.webui),
+        tree_before,
+        "the tree was written to"
+    );
+    assert_eq!(
+        tree_snapshot(&managed),
+        managed_before,
+        "the managed dir was written to"
+    );
+}
+
+#[test]
+fn same_name_managed_wins_once_logged_and_nothing_is_touched_on_disk() {
+    let env = env_or_skip!();
+    let data = data_dir(&env);
+    let managed = env.add_managed();
+    // The user's own copy of the managed extension, with a route of its own.
+    let mine = data.join("extensions/managed-greeter");
+    std::fs::create_dir_all(mine.join("scripts")).unwrap();
+    std::fs::write(
+        mine.join("scripts/mine.py"),
+        "from modules import script_callbacks\n\
+         script_callbacks.on_app_started(lambda demo, app: app.add_api_route('/mine', lambda: {'mine': True}))\n",
+    )
+    .unwrap();
+    std::fs::write(
+        mine.join("preload.py"),
+        "raise SystemExit('the hidden copy was preloaded')\n",
+    )
+    .unwrap();
+    let mine_before = tree_snapshot(&mine);
+    let port = free_port();
+    let mut cmd = env.command();
+    cmd.arg("--managed-extensions")
+        .arg(&managed)
+        .args(["--port", &port.to_string()]);
+    let mut run = Running::start(cmd);
+    run.wait_ready(1);
+
+    let list = json(port, "/extensions");
+    let _ = json(port, "/extensions"); // a second scan, as the UI and API do
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(by_name(&list, "managed-greeter")["managed"], true);
+    let (_, body) = http(port, "GET", "/mine", "");
+    assert_eq!(
+        body, "fixture webui",
+        "the hidden user copy's script was loaded"
+    );
+    let ping = json(port, "/managed-greeter/ping");
+    assert!(
+        ping["from"]
+            .as_str()
+            .unwrap()
+            .starts_with(managed.to_str().unwrap())
+    );
+    let notice = "Extension 'managed-greeter' is both managed";
+    assert_eq!(run.count(notice), 1, "{}", run.output());
+    assert!(
+        run.output()
+            .contains("the managed one is loaded; yours is left on disk, unused"),
+        "{}",
+        run.output()
+    );
+    run.signal(libc::SIGINT);
+    assert_eq!(run.wait_exit(), 0);
+    assert_eq!(tree_snapshot(&mine), mine_before);
+}
+
+#[test]
+fn disabled_extensions_setting_disables_a_managed_extension() {
+    let env = env_or_skip!();
+    let data = data_dir(&env);
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("config.json"),
+        r#"{"disabled_extensions": ["managed-greeter"]}"#,
+    )
+    .unwrap();
+    let managed = env.add_managed();
+    let port = free_port();
+    let mut cmd = env.command();
+    cmd.arg("--managed-extensions")
+        .arg(&managed)
+        .args(["--port", &port.to_string()]);
+    let mut run = Running::start(cmd);
+    run.wait_ready(1);
+    let list = json(port, "/extensions");
+    assert_eq!(by_name(&list, "managed-greeter")["enabled"], false);
+    let (_, body) = http(port, "GET", "/managed-greeter/ping", "");
+    assert_eq!(body, "fixture webui", "a disabled extension's script ran");
+    let cli = run_cli(&env, &managed, &["extensions", "list", "--no-check"]);
+    assert!(
+        cli.lines()
+            .any(|l| l.starts_with("managed-greeter") && l.contains("disabled")),
+        "{cli}"
+    );
+    run.signal(libc::SIGINT);
+    assert_eq!(run.wait_exit(), 0);
+
+    // Its preload.py did not run either: the option it adds is unknown to upstream's parser.
+    let mut cmd = env.command();
+    cmd.arg("--managed-extensions").arg(&managed).args([
+        "--port",
+        &free_port().to_string(),
+        "--managed-greeter-name",
+        "x",
+    ]);
+    let mut run = Running::start(cmd);
+    assert_ne!(run.wait_exit(), 0);
+    assert!(
+        run.output()
+            .contains("unrecognized arguments: --managed-greeter-name x"),
+        "{}",
+        run.output()
+    );
+}
+
+fn run_cli(env: &TestEnv, managed: &Path, args: &[&str]) -> String {
+    let out = env
+        .command()
+        .arg("--managed-extensions")
+        .arg(managed)
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn extensions_list_and_check_report_kind_source_state_and_requirements() {
+    let env = env_or_skip!();
+    let data = data_dir(&env);
+    env.add_extension(&data);
+    let managed = env.add_managed();
+    std::fs::create_dir_all(env.webui.join("extensions-builtin/builtin-one")).unwrap();
+
+    let list = run_cli(&env, &managed, &["extensions", "list", "--json"]);
+    let list: Value = serde_json::from_str(&list).unwrap_or_else(|e| panic!("{e}: {list}"));
+    let kinds: Vec<(&str, &str, bool)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap(),
+                e["kind"].as_str().unwrap(),
+                e["enabled"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("builtin-one", "builtin", true),
+            ("managed-greeter", "managed", true),
+            ("full-featured", "user", true),
+            ("needs-packages", "user", true),
+        ]
+    );
+    let greeter = by_name(&list, "managed-greeter");
+    assert_eq!(
+        greeter["revision"],
+        "0123456789abcdef0123456789abcdef01234567"
+    );
+    assert_eq!(greeter["localizations"][0], "xx_XX");
+    assert_eq!(
+        by_name(&list, "needs-packages")["requirements"]["missing"][0],
+        "definitely-absent-package==1.0"
+    );
+    assert!(by_name(&list, "full-featured")["requirements"].is_null());
+
+    let table = run_cli(&env, &managed, &["extensions", "list"]);
+    assert!(
+        table.lines().any(|l| l.starts_with("needs-packages")
+            && l.contains("MISSING definitely-absent-package==1.0")),
+        "{table}"
+    );
+
+    let out = env
+        .command()
+        .arg("--managed-extensions")
+        .arg(&managed)
+        .args(["extensions", "check", "needs-packages"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("missing: definitely-absent-package==1.0"),
+        "{text}"
+    );
+    let out = env
+        .command()
+        .arg("--managed-extensions")
+        .arg(&managed)
+        .args(["extensions", "check", "full-featured"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("preload.py: yes, scripts: 1, javascript: 1, style.css: yes"),
+        "{text}"
+    );
+    let out = env
+        .command()
+        .args(["extensions", "check", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No extension named \"nope\""));
+    assert_eq!(env.spawned(), "", "pip or git was spawned");
+}
