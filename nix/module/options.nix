@@ -31,7 +31,7 @@ let
       url = mkOption {
         type = types.nullOr types.str;
         default = null;
-        example = "hf:stabilityai/sdxl-vae/sdxl_vae.safetensors";
+        example = "hf:stabilityai/sd-vae-ft-mse-original/vae-ft-mse-840000-ema-pruned.safetensors";
         description = ''
           Where to download the file from: `https://...`, `hf:ORG/REPO/FILE` or `civitai:ID`.
           Downloaded by `stable-diffusion-webui models ensure` into the data dir (not the Nix
@@ -41,7 +41,7 @@ let
       sha256 = mkOption {
         type = types.nullOr types.str;
         default = null;
-        example = "63aeecb90ff7bc1c115395962d3e803571385b61938377bc7089b36e81e92e2e";
+        example = "735e4c3a447a3255760d7f86845f09f937809baa529c17370d83e4c3758f3c75";
         description = "The file's SHA-256, 64 hex digits. Required with `url`.";
       };
       path = mkOption {
@@ -286,8 +286,8 @@ in
     example = literalExpression ''
       [
         "sd15"
-        { url = "hf:stabilityai/sdxl-vae/sdxl_vae.safetensors";
-          sha256 = "63aeecb90ff7bc1c115395962d3e803571385b61938377bc7089b36e81e92e2e";
+        { url = "hf:stabilityai/sd-vae-ft-mse-original/vae-ft-mse-840000-ema-pruned.safetensors";
+          sha256 = "735e4c3a447a3255760d7f86845f09f937809baa529c17370d83e4c3758f3c75";
           folder = "VAE"; }
         { path = ./my-lora.safetensors; folder = "Lora"; }
       ]

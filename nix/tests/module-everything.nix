@@ -45,10 +45,10 @@
     models = [
       "sd15"
       {
-        url = "hf:stabilityai/sdxl-vae/sdxl_vae.safetensors";
-        sha256 = "63aeecb90ff7bc1c115395962d3e803571385b61938377bc7089b36e81e92e2e";
+        url = "hf:stabilityai/sd-vae-ft-mse-original/vae-ft-mse-840000-ema-pruned.safetensors";
+        sha256 = "735e4c3a447a3255760d7f86845f09f937809baa529c17370d83e4c3758f3c75";
         folder = "VAE";
-        name = "sdxl_vae.safetensors";
+        name = "vae-ft-mse.safetensors";
       }
       {
         path = modelFile;
