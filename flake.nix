@@ -43,5 +43,9 @@
         ./nix/checks.nix
         ./nix/formatter.nix
       ];
+      flake = {
+        nixosModules.default = import ./nix/module.nix { inherit (inputs) self; };
+        homeManagerModules.default = import ./nix/home-manager.nix { inherit (inputs) self; };
+      };
     };
 }

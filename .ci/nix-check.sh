@@ -5,7 +5,10 @@
 #      every rev is a full commit id and every hash an SRI sha256;
 #   3. flake.lock is lock format 7, every locked input has a narHash, and its follows are sane;
 #   4. nix/python-versions-check.nix: the version manifest nix/python-versions.json lists exactly
-#      python-packages.nix's requirements and the overlay's wheels (with their versions) and deps.
+#      python-packages.nix's requirements and the overlay's wheels (with their versions) and deps;
+#   5. nix/tests/module-lib.nix: the NixOS / home-manager modules' logic (nix/module/lib.nix, with
+#      a stub of the few nixpkgs lib functions it uses) gives the expected settings file, models,
+#      units, command lines, environment, sandbox, nginx upstreams and assertion messages.
 # Usage: .ci/nix-check.sh   (installs nothing; the caller provides nix-instantiate)
 set -euo pipefail
 
@@ -78,6 +81,16 @@ if [[ $manifest_problems != "[]" ]]; then
   fail=1
 else
   echo "python-versions: nix/python-versions.json matches nix/python-packages.nix ($(nix-instantiate --eval nix/python-versions-check.nix -A packages) packages)"
+fi
+
+# 5. the modules' pure logic against its expected outputs (pure: builtins and a stub lib)
+module_failures=$(nix-instantiate --eval --strict --json --expr 'import ./nix/tests/module-lib.nix { }') ||
+  module_failures='["evaluation failed"]'
+if [[ $module_failures != "[]" ]]; then
+  echo "FAIL module-lib: $module_failures"
+  fail=1
+else
+  echo "module-lib: nix/module/lib.nix gives every expected output"
 fi
 
 if ((fail)); then

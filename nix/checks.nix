@@ -8,7 +8,12 @@
 #   webui-import           `import webui` from the assembled, patched, read-only tree
 #   torch-<variant>        the torch is the one the variant claims (CUDA build / MPS build / CPU)
 #   e2e-cpu                txt2img with a tiny model through the launcher, proxy and a dot data dir
-#   module-eval            the NixOS module evaluates to a service (Linux)
+#   module-lib             nix/module/lib.nix (the modules' logic) gives nix/tests/module-lib.nix's outputs
+#   module-eval            a NixOS config setting every option evaluates to the expected units, nginx
+#                          and tmpfiles, impossible ones fail with their messages, the option docs build (Linux)
+#   home-manager-eval      the home-manager module against a stub of home-manager's options (Linux)
+#   nixos-vm               NixOS VM: the service on the CPU, tiny model, txt2img through the proxy (Linux)
+#   nixos-vm-instances     NixOS VM: two instances behind nginx, shared models read-only (Linux)
 #   treefmt                the tree is formatted (from treefmt-nix)
 { self, inputs, ... }:
 {
@@ -24,6 +29,7 @@
       inherit (pkgs) runCommand;
       cpu = self'.packages.cpu;
       pins = import ./pins.nix { };
+      tinyModel = pkgs.callPackage ./tests/tiny-model.nix { inherit (cpu) pythonEnv; };
 
       # Offline, no GPU, writable HOME; what every check that runs Python sets.
       pythonCheckEnv = ''
@@ -161,27 +167,158 @@
 
       }
       // lib.mapAttrs' (name: value: lib.nameValuePair "torch-${name}" value) variantChecks
+      // {
+        # The same expectations .ci/nix-check.sh evaluates with a stub lib, here with nixpkgs' lib.
+        module-lib =
+          let
+            failures = import ./tests/module-lib.nix { inherit lib; };
+          in
+          if failures == [ ] then
+            runCommand "check-module-lib" { } "touch $out"
+          else
+            throw "nix/tests/module-lib.nix:\n  ${lib.concatStringsSep "\n  " failures}";
+      }
       // lib.optionalAttrs pkgs.stdenv.hostPlatform.isLinux {
         module-eval =
           let
-            nixos = inputs.nixpkgs.lib.nixosSystem {
-              inherit system;
-              modules = [
-                self.nixosModules.default
-                {
-                  services.stable-diffusion-webui = {
-                    enable = true;
-                    package = cpu;
-                    extraArgs = [ "--api" ];
-                  };
-                  boot.isContainer = true;
-                  system.stateVersion = "26.05";
-                }
-              ];
+            nixos =
+              modules:
+              inputs.nixpkgs.lib.nixosSystem {
+                inherit system;
+                modules = [
+                  self.nixosModules.default
+                  {
+                    boot.isContainer = true;
+                    system.stateVersion = "26.05";
+                  }
+                ]
+                ++ modules;
+              };
+            failedAssertions =
+              c: map (a: a.message) (lib.filter (a: !a.assertion) c.config.assertions);
+
+            cuda = self'.packages ? cuda;
+            every = nixos [
+              (import ./tests/module-everything.nix {
+                inherit cuda;
+                modelFile = "${pkgs.writeText "tiny.safetensors" ""}";
+              })
+            ];
+            cfg = every.config.services.stable-diffusion-webui;
+            units = every.config.systemd.services;
+            gpu0 = units.stable-diffusion-webui-gpu0.serviceConfig;
+            gpu1 = units.stable-diffusion-webui-gpu1.serviceConfig;
+            nginx = every.config.services.nginx;
+            expect = {
+              "one unit per instance and the models unit, none on the top-level port" =
+                units ? stable-diffusion-webui-gpu0
+                && units ? stable-diffusion-webui-gpu1
+                && units ? stable-diffusion-webui-models
+                && !(units ? stable-diffusion-webui);
+              "the overridden package runs" =
+                cfg.finalPackage.drvPath != cfg.package.drvPath
+                && lib.hasPrefix ''"${lib.getExe cfg.finalPackage}" "--data-dir" "/srv/stable-diffusion-webui/instances/gpu0"'' gpu0.ExecStart;
+              "instance ports, shared args first, the login credential" =
+                lib.hasInfix ''"--port" "7861" --gradio-auth-path %d/gradio-auth "--api"'' gpu0.ExecStart
+                && lib.hasInfix ''"--port" "7862" --gradio-auth-path %d/gradio-auth "--api" "--medvram"'' gpu1.ExecStart
+                && gpu0.LoadCredential == [ "gradio-auth:/run/secrets/stable-diffusion-webui-login" ];
+              "Type=notify, restart on failure, strict sandbox" =
+                gpu0.Type == "notify"
+                && gpu0.Restart == "on-failure"
+                && gpu0.ProtectSystem == "strict"
+                && gpu0.MemoryDenyWriteExecute == false;
+              "GPU per instance" =
+                !cuda
+                || (
+                  units.stable-diffusion-webui-gpu1.environment.CUDA_VISIBLE_DEVICES == "1"
+                  && gpu1.PrivateDevices == false
+                  && lib.elem "char-nvidia-uvm" gpu1.DeviceAllow
+                );
+              "shared models read-only in each instance, own data dir writable" =
+                lib.elem "/srv/stable-diffusion-webui/models/Stable-diffusion:/srv/sd-gpu1/models/Stable-diffusion" gpu1.BindReadOnlyPaths
+                && lib.elem "/srv/stable-diffusion-webui/models/VAE:/srv/stable-diffusion-webui/instances/gpu0/models/VAE" gpu0.BindReadOnlyPaths
+                && gpu1.BindPaths == [ "/srv/sd-gpu1" ];
+              "directories exist before the units, owned by the user" =
+                every.config.systemd.tmpfiles.settings."10-stable-diffusion-webui"."/srv/sd-gpu1/models/Stable-diffusion".d.user
+                == "sd";
+              "downloads without a start timeout" =
+                units.stable-diffusion-webui-models.serviceConfig.TimeoutStartSec == "infinity";
+              "nginx: sticky UI, balanced API" =
+                nginx.upstreams.stable-diffusion-webui-ui.extraConfig == "ip_hash;"
+                && nginx.upstreams.stable-diffusion-webui-ui.servers ? "127.0.0.1:7862"
+                && nginx.virtualHosts."sd.example.org".locations."/".proxyWebsockets
+                && nginx.virtualHosts."sd.example.org".locations."/sdapi/".proxyPass
+                  == "http://stable-diffusion-webui-api";
             };
-            service = nixos.config.systemd.services.stable-diffusion-webui;
+            problems =
+              failedAssertions every ++ lib.attrNames (lib.filterAttrs (_: ok: !ok) expect);
+
+            # A configuration that cannot work stops with messages that say why.
+            wrong = failedAssertions (nixos [
+              {
+                services.stable-diffusion-webui = {
+                  enable = true;
+                  acceleration = "rocm";
+                  cudaCapabilities = [ "8.6" ];
+                  authFile = "/nix/store/00000000000000000000000000000000-login";
+                  models = [ "sd-15" ];
+                };
+              }
+            ]);
+            wrongExpected = [
+              "no ROCm torch yet"
+              "cudaCapabilities is set but acceleration is \"rocm\""
+              "authFile is in the Nix store"
+              "'sd-15' is not in the catalog"
+            ];
+            missing = lib.filter (p: !(lib.any (lib.hasInfix p) wrong)) wrongExpected;
+
+            # The option docs: every option documented and rendered (warnings are errors).
+            docs = pkgs.nixosOptionsDoc {
+              options = {
+                services.stable-diffusion-webui = every.options.services.stable-diffusion-webui;
+              };
+              transformOptions = o: o // { declarations = [ ]; };
+            };
           in
-          pkgs.writeText "check-module-eval" service.serviceConfig.ExecStart;
+          if problems != [ ] then
+            throw "checks.module-eval:\n  ${lib.concatStringsSep "\n  " problems}"
+          else if missing != [ ] || builtins.length wrong != builtins.length wrongExpected then
+            throw "checks.module-eval: the impossible configuration said ${builtins.toJSON wrong}"
+          else
+            runCommand "check-module-eval" { } ''
+              mkdir $out
+              cp ${docs.optionsJSON}/share/doc/nixos/options.json $out/
+              # What the units run, without making the check depend on building them.
+              echo ${
+                lib.escapeShellArg (builtins.unsafeDiscardStringContext (builtins.toJSON (lib.mapAttrs (_: u: u.serviceConfig.ExecStart) units)))
+              } > $out/exec-start.json
+            '';
+
+        home-manager-eval =
+          let
+            result = import ./tests/home-manager-eval.nix {
+              inherit lib pkgs;
+              module = self.homeManagerModules.default;
+              modelFile = "${pkgs.writeText "tiny.safetensors" ""}";
+            };
+          in
+          if result.problems == [ ] then
+            runCommand "check-home-manager-eval" { } "touch $out"
+          else
+            throw "checks.home-manager-eval:\n  ${lib.concatStringsSep "\n  " result.problems}";
+
+        nixos-vm = import ./tests/nixos-vm.nix {
+          inherit pkgs tinyModel;
+          module = self.nixosModules.default;
+          package = cpu;
+        };
+
+        nixos-vm-instances = import ./tests/nixos-vm-instances.nix {
+          inherit pkgs tinyModel;
+          module = self.nixosModules.default;
+          package = cpu;
+        };
 
         # The CPU end-to-end generation, in the build sandbox (loopback only, no network).
         e2e-cpu =

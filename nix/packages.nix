@@ -4,6 +4,7 @@
 #   packages.cpu      nixpkgs' source-built torch without CUDA (cached on cache.nixos.org)
 #   packages.cuda     x86_64-linux: nixpkgs' torch-bin, PyTorch's CUDA 12.8 wheel (no compiling)
 #   packages.mps      aarch64-darwin: nixpkgs' torch-bin, PyTorch's macOS arm64 wheel (MPS)
+# (nixosModules / homeManagerModules: flake.nix, nix/module.nix, nix/home-manager.nix)
 #
 # CUDA architectures: the torch-bin wheel is built by PyTorch for its own list of architectures
 # and cannot be narrowed or widened. To build for chosen ones, override cudaCapabilities:
@@ -11,7 +12,7 @@
 # which switches to nixpkgs' source torch with config.cudaSupport and those capabilities.
 # That is a long compile unless cache.nixos-cuda.org has the build (it caches nixpkgs' default
 # capability list only).
-{ inputs, self, ... }:
+{ inputs, ... }:
 let
   mkWebui =
     {
@@ -19,7 +20,10 @@ let
       variant ? "cpu",
       cudaCapabilities ? null,
       extraPythonPackages ? (_: [ ]),
-    }:
+      # Anything else is package.nix's (e.g. `extensions`), so that `.override { ... }` on a
+      # package reaches it: the NixOS module overrides only what the user set.
+      ...
+    }@args:
     let
       fromSource = cudaCapabilities != null;
       # Source CUDA torch needs a nixpkgs evaluated with cudaSupport; everything else uses pkgs
@@ -57,15 +61,23 @@ let
     in
     assert pkgs.lib.assertMsg (variant != "cpu" || cudaCapabilities == null)
       "cudaCapabilities only applies to the cuda variant";
-    pkgs'.callPackage ./package.nix {
-      inherit
-        python
-        webuiPython
-        sources
-        extraPythonPackages
-        ;
-      variant = if fromSource then "cuda" else variant;
-    };
+    pkgs'.callPackage ./package.nix (
+      {
+        inherit
+          python
+          webuiPython
+          sources
+          extraPythonPackages
+          ;
+        variant = if fromSource then "cuda" else variant;
+      }
+      // builtins.removeAttrs args [
+        "pkgs"
+        "variant"
+        "cudaCapabilities"
+        "extraPythonPackages"
+      ]
+    );
 
   # The variants a system has, and the one `default` is.
   variantsFor =
@@ -142,6 +154,4 @@ in
         meta.description = self'.packages.default.meta.description;
       };
     };
-
-  flake.nixosModules.default = import ./module.nix { inherit self; };
 }
