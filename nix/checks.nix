@@ -7,7 +7,8 @@
 #   python-imports         every module the webui imports, imported in the environment
 #   webui-import           `import webui` from the assembled, patched, read-only tree
 #   torch-<variant>        the torch is the one the variant claims (CUDA build / MPS build / CPU)
-#   e2e-cpu                txt2img with a tiny model through the launcher, proxy and a dot data dir
+#   e2e-cpu                txt2img with a tiny model through the launcher, proxy and a dot data dir;
+#                          every default managed extension listed, enabled, loaded without errors
 #   module-lib             nix/module/lib.nix (the modules' logic) gives nix/tests/module-lib.nix's outputs
 #   module-eval            a NixOS config setting every option evaluates to the expected units, nginx
 #                          and tmpfiles, impossible ones fail with their messages, the option docs build (Linux)
@@ -329,7 +330,8 @@
             }
             ''
               ${pythonCheckEnv}
-              python ${./tests/e2e.py} ${lib.getExe cpu} ${../tests/support/tiny_model.py} $TMPDIR/e2e
+              python ${./tests/e2e.py} ${lib.getExe cpu} ${../tests/support/tiny_model.py} $TMPDIR/e2e \
+                ${cpu.managedExtensionsDir}
               touch $out
             '';
       };

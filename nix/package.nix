@@ -16,11 +16,80 @@
   variant,
   # Extra packages for extensions: ps: [ ps.ultralytics ... ].
   extraPythonPackages ? (_: [ ]),
+  # Managed extensions: null = the curated ones marked `default` in repositories/sources.json;
+  # or a list of curated names and/or extension sources (derivations; the directory is named
+  # after the derivation, `pname` or `name`). [ ] = none.
+  extensions ? null,
 }:
 let
   cargoToml = lib.importTOML ../Cargo.toml;
 
-  pythonEnv = python.withPackages (ps: webuiPython.requirements ps ++ extraPythonPackages ps);
+  curated = sources.pins.sources.extensions or { };
+  selectedExtensions =
+    if extensions == null then
+      lib.filter (name: curated.${name}.default or false) (builtins.attrNames curated)
+    else
+      extensions;
+  resolveExtension =
+    extension:
+    if builtins.isString extension then
+      {
+        name = extension;
+        src =
+          sources.extensions.${extension} or (throw ''
+            stable-diffusion-webui: no curated extension named "${extension}". Curated: ${lib.concatStringsSep ", " (builtins.attrNames curated)}.
+            For another one, pass its source: extensions = [ (fetchFromGitHub { ... }) ];'');
+        pin = curated.${extension};
+      }
+    else
+      {
+        name = extension.pname or (lib.getName extension);
+        src = extension;
+        pin = extension.passthru.extensionPin or { };
+      };
+  managedExtensions = map resolveExtension selectedExtensions;
+
+  # The Python packages the managed extensions need (sources.json `pythonPackages`: nixpkgs
+  # attribute names), so their install.py finds everything it asks for.
+  extensionPythonPackages =
+    ps: lib.concatMap (e: map (attr: ps.${attr}) (e.pin.pythonPackages or [ ])) managedExtensions;
+
+  pythonEnv = python.withPackages (
+    ps: webuiPython.requirements ps ++ extensionPythonPackages ps ++ extraPythonPackages ps
+  );
+
+  # The read-only managed extensions directory the launcher loads next to the built-in ones
+  # (webui_shim.extensions), with bytecode like the tree, and manifest.json saying where each
+  # came from (shown in the Extensions tab and by `extensions list`).
+  managedExtensionsDir =
+    runCommand "stable-diffusion-webui-extensions"
+      {
+        nativeBuildInputs = [ python ];
+        manifest = builtins.toJSON {
+          version = 1;
+          extensions = lib.listToAttrs (
+            map (e: {
+              inherit (e) name;
+              value = {
+                url = if e.pin ? owner then "https://github.com/${e.pin.owner}/${e.pin.repo}" else null;
+                rev = e.pin.rev or null;
+                date = e.pin.date or null;
+                pythonPackages = e.pin.pythonPackages or [ ];
+              };
+            }) managedExtensions
+          );
+        };
+        passAsFile = [ "manifest" ];
+      }
+      ''
+        mkdir $out
+        ${lib.concatMapStrings (e: ''
+          cp -R --no-preserve=ownership ${e.src} $out/${lib.escapeShellArg e.name}
+        '') managedExtensions}
+        chmod -R u+w $out
+        python -m compileall -q -j "$NIX_BUILD_CORES" --invalidation-mode unchecked-hash $out
+        cp $manifestPath $out/manifest.json
+      '';
 
   # Bytecode compiled at build time: the store is read-only, so Python could never cache it and
   # would recompile every module at every start. unchecked-hash .pyc files are used without
@@ -80,6 +149,9 @@ rustPlatform.buildRustPackage {
     SD_WEBUI_DEFAULT_ROOT = "${tree}";
     SD_WEBUI_DEFAULT_PYTHON_ENV = "${pythonEnv}";
     SD_WEBUI_SHIM_DIR = "${shim}";
+  }
+  // lib.optionalAttrs (managedExtensions != [ ]) {
+    SD_WEBUI_DEFAULT_MANAGED_EXTENSIONS = "${managedExtensionsDir}";
   };
 
   # The tests run in checks.cargo-test (they need the Python environment and loopback ports);
@@ -99,6 +171,8 @@ rustPlatform.buildRustPackage {
       pythonEnv
       tree
       shim
+      managedExtensionsDir
+      managedExtensions
       variant
       sources
       webuiPython

@@ -58,6 +58,12 @@ let
     name: pin: patched name (fetch name pin) (pin.patches or [ ])
   ) sources.repositories;
 
+  # Curated extensions (sources.json `extensions`): fetched and patched the same way; the
+  # package decides which of them it carries (nix/package.nix, `extensions`).
+  extensions = lib.mapAttrs (name: pin: patched name (fetch name pin) (pin.patches or [ ])) (
+    sources.extensions or { }
+  );
+
   # Upstream's layout: paths.py finds stable-diffusion-stability-ai under repositories/ and the
   # others next to it; ui.py mounts repositories/stable-diffusion-webui-assets at /webui-assets.
   tree =
@@ -81,6 +87,7 @@ in
     pins
     webui
     repositories
+    extensions
     tree
     ;
   # Unpatched sources, for the patch check (patches applied to these must succeed).

@@ -1,6 +1,6 @@
 """End-to-end CPU generation through the launcher, for checks.e2e-cpu (runs in the Nix sandbox).
 
-Usage: python e2e.py LAUNCHER TINY_MODEL_SCRIPT WORK_DIR
+Usage: python e2e.py LAUNCHER TINY_MODEL_SCRIPT WORK_DIR [MANAGED_EXTENSIONS_DIR]
 
 1. writes the tiny random-weights SD1 model (tests/support/tiny_model.py) into the data dir,
 2. starts the launcher on a free loopback port with --api, offline, on CPU,
@@ -8,7 +8,9 @@ Usage: python e2e.py LAUNCHER TINY_MODEL_SCRIPT WORK_DIR
 4. checks the PNG in the answer, the file saved under the data dir's outputs/, and that the
    proxy serves that file at /file=<path> although the data dir sits under a dot directory
    (gradio alone answers 403 there),
-5. stops the launcher with SIGTERM and expects it to exit cleanly.
+5. with the package's managed extensions directory: every extension of its manifest is listed
+   by /sdapi/v1/extensions, enabled, and the log shows no script, callback or install.py error,
+6. stops the launcher with SIGTERM and expects it to exit cleanly.
 Only the standard library is used.
 """
 
@@ -49,7 +51,26 @@ def png_size(data: bytes) -> tuple[int, int]:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
-def main(launcher: str, tiny_model: str, work: str) -> int:
+# What upstream prints when an extension fails to load (modules/scripts.py, script_callbacks.py,
+# launch_utils.py's installer runner).
+LOAD_ERRORS = ("Error loading script", "Error executing callback", "Error running install.py")
+
+
+def check_managed_extensions(base: str, managed: Path, log: Path) -> None:
+    names = sorted(json.loads((managed / "manifest.json").read_text())["extensions"])
+    status, body = request(f"{base}/sdapi/v1/extensions", timeout=120)
+    assert status == 200, f"/sdapi/v1/extensions answered {status}"
+    listed = {e["name"]: e for e in json.loads(body)}
+    for name in names:
+        assert name in listed, f"managed extension {name} not listed: {sorted(listed)}"
+        assert listed[name]["enabled"], f"managed extension {name} is not enabled"
+    text = log.read_text(errors="replace")
+    errors = [line for line in text.splitlines() if any(e in line for e in LOAD_ERRORS)]
+    assert not errors, "extension load errors:\n" + "\n".join(errors)
+    print("managed extensions loaded:", ", ".join(names), flush=True)
+
+
+def main(launcher: str, tiny_model: str, work: str, managed: str | None = None) -> int:
     work_dir = Path(work)
     data = work_dir / ".local" / "share" / "stable-diffusion-webui"  # a dot directory on purpose
     models = data / "models" / "Stable-diffusion"
@@ -68,6 +89,9 @@ def main(launcher: str, tiny_model: str, work: str) -> int:
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
     )
+    if managed:
+        # The package bakes its managed directory in; saying it again also works outside Nix.
+        env["SD_WEBUI_MANAGED_EXTENSIONS"] = managed
     args = [
         launcher,
         "--data-dir", str(data),
@@ -81,12 +105,14 @@ def main(launcher: str, tiny_model: str, work: str) -> int:
         "--ckpt", str(ckpt),
     ]  # fmt: skip
     print("starting:", " ".join(args), flush=True)
-    proc = subprocess.Popen(args, env=env)
+    log = work_dir / "launcher.log"
+    log_file = log.open("w")
+    proc = subprocess.Popen(args, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 600
         while True:
             if proc.poll() is not None:
-                raise SystemExit(f"launcher exited early with {proc.returncode}")
+                raise SystemExit(f"launcher exited early with {proc.returncode}:\n{log.read_text()}")
             if time.monotonic() > deadline:
                 raise SystemExit("webui not ready after 600 s")
             try:
@@ -123,6 +149,8 @@ def main(launcher: str, tiny_model: str, work: str) -> int:
         assert status == 200, f"/file= of the saved image answered {status}"
         assert served == saved[-1].read_bytes(), "/file= served other bytes than the saved image"
         print("served through the proxy from under a dot directory", flush=True)
+        if managed:
+            check_managed_extensions(base, Path(managed), log)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -130,7 +158,9 @@ def main(launcher: str, tiny_model: str, work: str) -> int:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
-                raise SystemExit("launcher did not stop within 60 s of SIGTERM")
+                raise SystemExit("launcher did not stop within 60 s of SIGTERM") from None
+        log_file.close()
+        sys.stdout.write(log.read_text(errors="replace"))
     assert proc.returncode == 0, f"launcher exited with {proc.returncode} after SIGTERM"
     print("e2e: passed", flush=True)
     return 0

@@ -27,7 +27,7 @@ MANIFEST = "manifest.json"
 @dataclass
 class Managed:
     """The managed extensions directory: ``<dir>/<name>/`` per extension, and a manifest the
-    Nix package writes (``{"extensions": {name: {"url", "rev", "pythonPackages"}}}``)."""
+    Nix package writes (``{"extensions": {name: {"url", "rev", "date", "pythonPackages"}}}``)."""
 
     directory: str
     names: list[str] = field(default_factory=list)
@@ -231,7 +231,9 @@ def _managed_extension_class(base: type, managed: Managed) -> type:
                 return
             info = managed.info.get(self.name, {})
             self.remote = info.get("url")
-            self.commit_hash = info.get("rev", "")
+            self.commit_hash = info.get("rev") or ""
+            # Upstream's API model requires a commit date; without a pinned one, the directory's.
+            self.commit_date = info.get("date") or int(os.path.getmtime(self.path))
             self.version = self.commit_hash[:8]
             self.branch = "managed"
             self.status = "managed"

@@ -22,6 +22,8 @@ pub struct Manifest {
 pub struct ManifestEntry {
     pub url: Option<String>,
     pub rev: Option<String>,
+    /// Commit time of `rev` (Unix seconds).
+    pub date: Option<i64>,
     #[serde(default)]
     pub python_packages: Vec<String>,
 }
