@@ -88,10 +88,15 @@ pub mod _webui_launcher {
 
     /// Upstream reached its app-started point: gradio may receive requests, and the proxy
     /// may serve `/file=` from `file_roots` (the webui's data, output, temp and extension dirs).
+    /// `working_dir` is gradio's, for relative `/file=` paths.
     #[pyfunction]
-    fn backend_ready(file_roots: Vec<PathBuf>) {
-        tracing::debug!(?file_roots, "webui ready");
-        get().set_state(BackendState::Ready { file_roots });
+    #[pyo3(signature = (file_roots, working_dir=None))]
+    fn backend_ready(file_roots: Vec<PathBuf>, working_dir: Option<PathBuf>) {
+        tracing::debug!(?file_roots, ?working_dir, "webui ready");
+        get().set_state(BackendState::Ready {
+            file_roots,
+            working_dir,
+        });
     }
 
     /// gradio is about to close (UI reload or stop).

@@ -51,6 +51,7 @@ async fn files_need_a_session_gradio_accepts() {
         config,
         BackendState::Ready {
             file_roots: gradio.file_roots(),
+            working_dir: None,
         },
     )
     .await;
@@ -122,6 +123,7 @@ async fn files_need_a_session_gradio_accepts() {
     proxy.state.send_replace(BackendState::Stopping);
     proxy.state.send_replace(BackendState::Ready {
         file_roots: gradio.file_roots(),
+        working_dir: None,
     });
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let again = client

@@ -300,9 +300,10 @@ async fn unavailable_backend_gets_a_self_refreshing_503() {
         "nothing may reach gradio before Ready"
     );
 
-    proxy
-        .state
-        .send_replace(BackendState::Ready { file_roots: vec![] });
+    proxy.state.send_replace(BackendState::Ready {
+        file_roots: vec![],
+        working_dir: None,
+    });
     let mut status = 0;
     for _ in 0..50 {
         status = client
@@ -354,7 +355,14 @@ async fn subpath_prefix_is_stripped_and_enforced() {
     let stub = stub::Stub::start().await;
     let mut config = harness::config(stub.addr);
     config.subpath = Some("sd".to_owned());
-    let proxy = RunningProxy::start(config, BackendState::Ready { file_roots: vec![] }).await;
+    let proxy = RunningProxy::start(
+        config,
+        BackendState::Ready {
+            file_roots: vec![],
+            working_dir: None,
+        },
+    )
+    .await;
     let client = client();
     let echo: Value = client
         .get(proxy.url("/sd/config?a=b"))
@@ -417,7 +425,14 @@ async fn listens_on_ipv4_and_ipv6_together() {
         SocketAddr::from(([127, 0, 0, 1], port)),
         SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
     ];
-    let proxy = RunningProxy::start(config, BackendState::Ready { file_roots: vec![] }).await;
+    let proxy = RunningProxy::start(
+        config,
+        BackendState::Ready {
+            file_roots: vec![],
+            working_dir: None,
+        },
+    )
+    .await;
     assert_eq!(proxy.addrs.len(), 2);
     for url in [
         format!("http://127.0.0.1:{port}/v4"),

@@ -7,6 +7,7 @@ exist; every call is then a no-op so the same code runs in both places.
 from __future__ import annotations
 
 import _thread
+import os
 
 try:
     import _webui_launcher as _launcher  # provided by the launcher binary (PyO3 inittab)
@@ -19,9 +20,10 @@ def embedded() -> bool:
 
 
 def backend_ready(file_roots: list[str]) -> None:
-    """The webui finished its app-started point: the launcher may forward requests now."""
+    """The webui finished its app-started point: the launcher may forward requests now.
+    gradio's working directory goes along: it resolves relative ``/file=`` paths against it."""
     if _launcher is not None:
-        _launcher.backend_ready(file_roots)
+        _launcher.backend_ready(file_roots, os.getcwd())
 
 
 def backend_stopping() -> None:

@@ -73,8 +73,11 @@ pub struct Target {
     /// The path as gradio would see it (decoded once), for messages.
     pub display: String,
     /// The absolute path with empty and `.` components removed; `None` for relative paths and
-    /// URLs, which are never ours.
+    /// URLs.
     path: Option<PathBuf>,
+    /// A relative path, normalized the same way: gradio resolves it against its working
+    /// directory (upstream links files below that directory relatively).
+    relative: Option<PathBuf>,
 }
 
 impl Target {
@@ -114,7 +117,10 @@ fn check_syntax(rest: &[u8]) -> Result<Target, Refusal> {
             normal.push(component);
         }
     }
-    let path = text.starts_with('/').then(|| {
+    let absolute = text.starts_with('/');
+    let relative = (!absolute && !normal.is_empty() && !text.contains("://"))
+        .then(|| normal.iter().collect::<PathBuf>());
+    let path = absolute.then(|| {
         let mut path = PathBuf::from("/");
         path.extend(normal);
         path
@@ -122,6 +128,7 @@ fn check_syntax(rest: &[u8]) -> Result<Target, Refusal> {
     Ok(Target {
         display: text.to_owned(),
         path,
+        relative,
     })
 }
 
@@ -175,6 +182,8 @@ impl Root {
 #[derive(Debug, Default)]
 pub struct FileRoots {
     roots: Vec<Root>,
+    /// gradio's working directory: relative targets are resolved against it, as gradio does.
+    working_dir: Option<PathBuf>,
 }
 
 impl FileRoots {
@@ -224,13 +233,31 @@ impl FileRoots {
                 canonical: lock,
             });
         }
-        FileRoots { roots }
+        FileRoots {
+            roots,
+            working_dir: None,
+        }
+    }
+
+    /// Resolve relative targets against gradio's working directory (absolute paths only).
+    pub fn with_working_dir(mut self, working_dir: Option<PathBuf>) -> Self {
+        self.working_dir = working_dir.filter(|dir| dir.is_absolute());
+        self
+    }
+
+    /// The absolute path a target names for gradio: as given, or below its working directory.
+    fn absolute(&self, target: &Target) -> Option<PathBuf> {
+        match (target.path(), &target.relative, &self.working_dir) {
+            (Some(path), _, _) => Some(path.to_owned()),
+            (None, Some(relative), Some(base)) => Some(base.join(relative)),
+            _ => None,
+        }
     }
 
     /// True when the target lies lexically inside a root: then the proxy decides, otherwise
     /// gradio does.
     pub fn owns(&self, target: &Target) -> bool {
-        let Some(path) = target.path() else {
+        let Some(path) = self.absolute(target) else {
             return false;
         };
         self.roots.iter().any(|root| {
@@ -241,9 +268,10 @@ impl FileRoots {
     /// Steps 2–4 of the module doc. Touches the file system (canonicalize, stat); never opens
     /// the target.
     pub fn resolve(&self, target: &Target) -> Decision {
-        let Some(path) = target.path() else {
+        let Some(path) = self.absolute(target) else {
             return Decision::Forward;
         };
+        let path = path.as_path();
         let mut owned = false;
         let mut visible = false;
         for root in &self.roots {
@@ -329,6 +357,47 @@ mod tests {
         assert_eq!(target.path(), Some(Path::new("/a/b/c.png")));
         let relative = parse("/file=script.js").unwrap().unwrap();
         assert_eq!(relative.path(), None);
+    }
+
+    #[test]
+    fn relative_targets_resolve_against_gradios_working_directory_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join(".local/share/sd");
+        std::fs::create_dir_all(data.join("extensions/x")).unwrap();
+        std::fs::write(data.join("extensions/x/style.css"), "a{}").unwrap();
+        std::fs::create_dir_all(data.join(".hidden")).unwrap();
+        std::fs::write(data.join(".hidden/secret"), "s").unwrap();
+        let target = |raw: &str| parse(raw).unwrap().unwrap();
+        let css = target("/file=extensions/x/style.css");
+
+        // Without a working directory a relative path is gradio's business.
+        let roots = FileRoots::new([data.clone()]);
+        assert_eq!(roots.resolve(&css), Decision::Forward);
+
+        let roots = roots.with_working_dir(Some(data.clone()));
+        let expected = std::fs::canonicalize(data.join("extensions/x/style.css")).unwrap();
+        assert_eq!(roots.resolve(&css), Decision::Serve(expected));
+        assert_eq!(
+            roots.resolve(&target("/file=.hidden/secret")),
+            Decision::Refuse(Refusal::NotAllowed)
+        );
+        assert_eq!(
+            roots.resolve(&target("/file=extensions/nope.js")),
+            Decision::Refuse(Refusal::NotFound)
+        );
+        assert!(matches!(
+            parse("/file=../x"),
+            Some(Err(Refusal::NotAllowed))
+        ));
+        // The dot component above the root is what the proxy fixes; outside the roots,
+        // gradio decides.
+        let roots =
+            FileRoots::new([data.join("extensions")]).with_working_dir(Some(dir.path().into()));
+        assert!(matches!(
+            roots.resolve(&target("/file=.local/share/sd/extensions/x/style.css")),
+            Decision::Serve(_)
+        ));
+        assert_eq!(roots.resolve(&target("/file=other.txt")), Decision::Forward);
     }
 
     #[test]

@@ -100,6 +100,9 @@ pub enum BackendState {
     Ready {
         /// Directories the proxy may serve `/file=` requests from.
         file_roots: Vec<PathBuf>,
+        /// gradio's working directory, against which it resolves a relative `/file=` path
+        /// (upstream links files below it relatively: `util.truncate_path`).
+        working_dir: Option<PathBuf>,
     },
     /// Restarting or shutting down: nothing may reach gradio.
     Stopping,
@@ -349,10 +352,15 @@ async fn phase_for(state: BackendState) -> Phase {
     match state {
         BackendState::Starting => Phase::Unavailable(Reason::Starting),
         BackendState::Stopping => Phase::Unavailable(Reason::Stopping),
-        BackendState::Ready { file_roots } => {
-            let roots = tokio::task::spawn_blocking(move || FileRoots::new(file_roots))
-                .await
-                .unwrap_or_default();
+        BackendState::Ready {
+            file_roots,
+            working_dir,
+        } => {
+            let roots = tokio::task::spawn_blocking(move || {
+                FileRoots::new(file_roots).with_working_dir(working_dir)
+            })
+            .await
+            .unwrap_or_default();
             tracing::info!("gradio is ready; forwarding");
             Phase::Ready(Arc::new(roots))
         }

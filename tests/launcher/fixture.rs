@@ -187,7 +187,10 @@ impl TestEnv {
     }
 
     /// A copy of the managed extensions fixture (a directory the Nix package would build).
-    #[allow(dead_code, reason = "used by tests/extensions.rs, not tests/launcher.rs")]
+    #[allow(
+        dead_code,
+        reason = "used by tests/extensions.rs, not tests/launcher.rs"
+    )]
     pub fn add_managed(&self) -> PathBuf {
         let dir = self.tmp.path().join("managed");
         copy_dir(&Path::new(FIXTURE).join("managed-extensions"), &dir);

@@ -222,7 +222,14 @@ impl RunningProxy {
 
     /// Ready with `roots`.
     pub async fn ready(backend: SocketAddr, roots: Vec<PathBuf>) -> RunningProxy {
-        RunningProxy::start(config(backend), BackendState::Ready { file_roots: roots }).await
+        RunningProxy::start(
+            config(backend),
+            BackendState::Ready {
+                file_roots: roots,
+                working_dir: None,
+            },
+        )
+        .await
     }
 
     /// `http://<addr>`.
