@@ -73,8 +73,10 @@ fn proxy_server() {
         };
         let bound = proxy::bind(config).await.expect("bind");
         println!("{LISTENING}{}", bound.local_addrs()[0]);
-        let (_state, state_rx) =
-            tokio::sync::watch::channel(BackendState::Ready { file_roots: roots });
+        let (_state, state_rx) = tokio::sync::watch::channel(BackendState::Ready {
+            file_roots: roots,
+            working_dir: None,
+        });
         let stdin_closed = async {
             let _ = tokio::task::spawn_blocking(|| {
                 std::io::copy(&mut std::io::stdin(), &mut std::io::sink())
