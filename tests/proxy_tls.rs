@@ -47,7 +47,14 @@ async fn https_is_terminated_at_the_proxy() {
     let cert = self_signed();
     let mut config = harness::config(stub.addr);
     config.tls = Some(cert.files.clone());
-    let proxy = RunningProxy::start(config, BackendState::Ready { file_roots: vec![] }).await;
+    let proxy = RunningProxy::start(
+        config,
+        BackendState::Ready {
+            file_roots: vec![],
+            working_dir: None,
+        },
+    )
+    .await;
     let url = format!("https://localhost:{}/secure?q=1", proxy.addr.port());
     for http2 in [false, true] {
         let response = https_client(&cert, proxy.addr, http2)
