@@ -28,6 +28,11 @@ pub fn run(launcher: &LauncherArgs, args: &DoctorArgs) -> anyhow::Result<ExitCod
                 "executable": prepared.python.executable,
             });
             report["shim_dir"] = json!(prepared.shim_dir);
+            report["managed_extensions"] = json!(prepared.managed_extensions);
+            report["python_overlay"] = json!({
+                "enabled": prepared.python_overlay.is_some(),
+                "path": prepared.dirs.data.join(crate::commands::PYTHON_OVERLAY_DIR),
+            });
             let config = prepared.launch_config("doctor", Vec::new(), false);
             match embed::doctor_report(&prepared.shim_dir, &serde_json::to_string(&config)?) {
                 Ok(text) => {
@@ -119,6 +124,22 @@ fn print_human(report: &Value) {
     }
     println!("data dir      {}", get("data_dir"));
     println!("cache dir     {}", get("cache_dir"));
+    println!(
+        "extensions    managed: {}",
+        report
+            .get("managed_extensions")
+            .filter(|v| !v.is_null())
+            .map(display)
+            .unwrap_or_else(|| "none".to_owned())
+    );
+    if let Some(overlay) = report.get("python_overlay") {
+        let state = if overlay["enabled"].as_bool().unwrap_or(false) {
+            "ON (extension installs go there; impure)"
+        } else {
+            "off (--python-overlay to allow extension installs there)"
+        };
+        println!("py overlay    {} {state}", display(&overlay["path"]));
+    }
     if let Some(env) = report.get("python_env") {
         println!(
             "python env    {} ({})",
