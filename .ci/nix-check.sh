@@ -5,7 +5,9 @@
 #      every rev is a full commit id and every hash an SRI sha256;
 #   3. flake.lock is lock format 7, every locked input has a narHash, and its follows are sane;
 #   4. nix/python-versions-check.nix: the version manifest nix/python-versions.json lists exactly
-#      python-packages.nix's requirements and the overlay's wheels (with their versions) and deps.
+#      python-packages.nix's requirements and the overlay's wheels (with their versions) and deps;
+#   5. nix/models.nix: every catalog entry becomes a fixed-output fetchurl (hex sha256, http(s)
+#      URLs with hf: resolved, upstream's file name) and `declared` gives what `models ensure` reads.
 # Usage: .ci/nix-check.sh   (installs nothing; the caller provides nix-instantiate)
 set -euo pipefail
 
@@ -78,6 +80,26 @@ if [[ $manifest_problems != "[]" ]]; then
   fail=1
 else
   echo "python-versions: nix/python-versions.json matches nix/python-packages.nix ($(nix-instantiate --eval nix/python-versions-check.nix -A packages) packages)"
+fi
+
+# 5. store-backed models (pure: fetchurl and linkFarm are stand-ins)
+model_problems=$(nix-instantiate --eval --strict --json nix/models.nix -A problems) || model_problems='["evaluation failed"]'
+# What `models ensure --from` reads (Declared::Store in src/models/mod.rs): path, folder, name, sha256.
+declared_ok=$(nix-instantiate --eval --strict --expr '
+  (import ./nix/models.nix { }).declared [ "sd15" ] == [ {
+    path = "/nix/store/00000000000000000000000000000000-v1-5-pruned-emaonly.safetensors";
+    folder = "Stable-diffusion";
+    name = "v1-5-pruned-emaonly.safetensors";
+    sha256 = "6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa";
+  } ]') || declared_ok=false
+if [[ $model_problems != "[]" ]]; then
+  echo "FAIL models: $model_problems"
+  fail=1
+elif [[ $declared_ok != "true" ]]; then
+  echo "FAIL models: declared [ \"sd15\" ] is not what \`models ensure\` reads"
+  fail=1
+else
+  echo "models: $(nix-instantiate --eval --expr 'builtins.length (builtins.attrNames (import ./nix/models.nix { }).models)') catalog entries as fixed-output fetchurl"
 fi
 
 if ((fail)); then

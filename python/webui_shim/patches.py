@@ -16,7 +16,7 @@ import threading
 import time
 from types import ModuleType
 
-from . import control, locks, requirements
+from . import control, downloads, locks, requirements
 from .config import CONFIG_ENV, LaunchConfig
 from .hooks import after_import
 
@@ -43,6 +43,7 @@ def install(config: LaunchConfig) -> None:
     after_import("modules.shared_state", _patch_server_commands)
     after_import("modules.ui_gradio_extensions", _patch_root_stylesheet)
     locks.install(config)
+    downloads.install(config)
 
 
 def install_launch_utils(config: LaunchConfig) -> None:
