@@ -42,6 +42,7 @@
         ./nix/devshell.nix
         ./nix/checks.nix
         ./nix/formatter.nix
+        ./nix/models-outputs.nix
       ];
       flake = {
         nixosModules.default = import ./nix/module.nix { inherit (inputs) self; };

@@ -9,6 +9,8 @@
 #   5. nix/tests/module-lib.nix: the NixOS / home-manager modules' logic (nix/module/lib.nix, with
 #      a stub of the few nixpkgs lib functions it uses) gives the expected settings file, models,
 #      units, command lines, environment, sandbox, nginx upstreams and assertion messages.
+#   6. nix/models.nix: every catalog entry becomes a fixed-output fetchurl (hex sha256, http(s)
+#      URLs with hf: resolved, upstream's file name) and `declared` gives what `models ensure` reads.
 # Usage: .ci/nix-check.sh   (installs nothing; the caller provides nix-instantiate)
 set -euo pipefail
 
@@ -91,6 +93,26 @@ if [[ $module_failures != "[]" ]]; then
   fail=1
 else
   echo "module-lib: nix/module/lib.nix gives every expected output"
+fi
+
+# 6. store-backed models (pure: fetchurl and linkFarm are stand-ins)
+model_problems=$(nix-instantiate --eval --strict --json nix/models.nix -A problems) || model_problems='["evaluation failed"]'
+# What `models ensure --from` reads (Declared::Store in src/models/mod.rs): path, folder, name, sha256.
+declared_ok=$(nix-instantiate --eval --strict --expr '
+  (import ./nix/models.nix { }).declared [ "sd15" ] == [ {
+    path = "/nix/store/00000000000000000000000000000000-v1-5-pruned-emaonly.safetensors";
+    folder = "Stable-diffusion";
+    name = "v1-5-pruned-emaonly.safetensors";
+    sha256 = "6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa";
+  } ]') || declared_ok=false
+if [[ $model_problems != "[]" ]]; then
+  echo "FAIL models: $model_problems"
+  fail=1
+elif [[ $declared_ok != "true" ]]; then
+  echo "FAIL models: declared [ \"sd15\" ] is not what \`models ensure\` reads"
+  fail=1
+else
+  echo "models: $(nix-instantiate --eval --expr 'builtins.length (builtins.attrNames (import ./nix/models.nix { }).models)') catalog entries as fixed-output fetchurl"
 fi
 
 if ((fail)); then

@@ -5,7 +5,8 @@
 //! `cargo run --release --example models_download_bench [-- --size-mib N --rounds N --dir D]`
 //!
 //! The server keeps the file in memory, so the clients, not the server, are measured.
-//! Printed: the best round of each (least disturbed by other load on the machine), and the
+//! Printed: CPU seconds per client and round (load on the machine changes wall time, much
+//! less CPU time), the best round of each (least disturbed by other load on the machine), and the
 //! ratio ours/curl; curl is timed both as it is and followed by `sync FILE`, since ours
 //! also makes the file durable before reporting success.
 
@@ -62,9 +63,16 @@ fn main() -> anyhow::Result<()> {
         // Alternate who goes first, so a burst of load elsewhere does not favour one side.
         let (mut t_curl, mut t_curl_sync, mut t_ours) = (None, None, None);
         for step in 0..2 {
+            let (self_before, children_before) =
+                (cpu(libc::RUSAGE_SELF), cpu(libc::RUSAGE_CHILDREN));
             if (step == 0) == (round % 2 == 1) {
                 let (a, b) = run_curl(&url, &tmp.path().join("curl.bin"), size)?;
                 (t_curl, t_curl_sync) = (Some(a), Some(b));
+                eprintln!(
+                    "  curl: CPU {:.2} s in curl and sync, {:.2} s in this process (the server)",
+                    cpu(libc::RUSAGE_CHILDREN) - children_before,
+                    cpu(libc::RUSAGE_SELF) - self_before
+                );
             } else {
                 t_ours = Some(run_ours(
                     &runtime,
@@ -74,6 +82,10 @@ fn main() -> anyhow::Result<()> {
                     &sha256,
                     size,
                 )?);
+                eprintln!(
+                    "  ours: CPU {:.2} s in this process (the server included)",
+                    cpu(libc::RUSAGE_SELF) - self_before
+                );
             }
         }
         let (Some(t_curl), Some(t_curl_sync), Some(t_ours)) = (t_curl, t_curl_sync, t_ours) else {
@@ -206,6 +218,18 @@ impl Reporter for LastByte {
             *at = Some(self.started.elapsed());
         }
     }
+}
+
+/// User + system CPU seconds of this process or of its waited-for children.
+fn cpu(who: libc::c_int) -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; zeroed memory is a valid rusage.
+    let usage = unsafe {
+        libc::getrusage(who, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 fn rate(size: usize, time: Duration) -> String {

@@ -125,4 +125,92 @@ pub mod _webui_launcher {
     fn stop_requested() {
         get().arm_watchdog();
     }
+
+    #[pymodule_export]
+    use super::DownloadError;
+
+    /// Upstream's `load_file_from_url`, through the launcher's verified downloader (see
+    /// `models::first_use`): returns the file's path. Blocks the calling thread, not the
+    /// interpreter (the GIL is released while downloading). Failures raise `DownloadError`
+    /// with the launcher's message.
+    #[pyfunction]
+    #[pyo3(signature = (url, model_dir, file_name=None, hash_prefix=None, re_download=false, data_dir=None))]
+    fn download(
+        py: Python<'_>,
+        url: String,
+        model_dir: PathBuf,
+        file_name: Option<String>,
+        hash_prefix: Option<String>,
+        re_download: bool,
+        data_dir: Option<PathBuf>,
+    ) -> PyResult<PathBuf> {
+        let request = crate::models::first_use::Request {
+            url,
+            dir: model_dir,
+            file_name,
+            hash_prefix,
+            replace: re_download,
+        };
+        py.detach(move || super::first_use_download(&request, data_dir.as_deref()))
+            .map_err(DownloadError::new_err)
+    }
+}
+
+pyo3::create_exception!(
+    _webui_launcher,
+    DownloadError,
+    pyo3::exceptions::PyException,
+    "A download through the launcher failed (its message says why; nothing was left in place)."
+);
+
+/// The body of `_webui_launcher.download`, without the GIL: builds what a one-off download
+/// needs from the environment (catalog, endpoints, tokens, proxies) and runs it to the end.
+fn first_use_download(
+    request: &crate::models::first_use::Request,
+    data_dir: Option<&std::path::Path>,
+) -> Result<std::path::PathBuf, String> {
+    use crate::models::download::{Downloader, Options, error_chain};
+    use crate::models::first_use::{Context, Fetched, Lines, fetch};
+    use crate::models::{catalog::Catalog, human_bytes, reference::Endpoints, reference::Tokens};
+
+    let env = |key: &str| std::env::var(key).ok();
+    let catalog = Catalog::from_env(env).map_err(|e| error_chain(&e))?;
+    let endpoints = Endpoints::from_env(env);
+    let home = directories::BaseDirs::new().map(|b| b.home_dir().to_owned());
+    let tokens = Tokens::from_env(env, home);
+    let downloader = Downloader::new(Options::default()).map_err(|e| error_chain(&e))?;
+    let context = Context {
+        catalog: &catalog,
+        endpoints: &endpoints,
+        tokens: &tokens,
+        downloader: &downloader,
+        data_dir,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("Failed to start the download runtime: {e}"))?;
+    let label = request
+        .file_name
+        .clone()
+        .unwrap_or_else(|| request.url.clone());
+    let fetched = runtime
+        .block_on(fetch(&context, request, &Lines::new(label)))
+        .map_err(|e| error_chain(&e))?;
+    if let Fetched::Downloaded { outcome, catalog } = &fetched {
+        let what = match (catalog, outcome.verified) {
+            (Some(name), true) => format!("sha256 verified (catalog entry `{name}`)"),
+            (None, true) => "sha256 verified (the hash the webui asked for)".to_owned(),
+            (_, false) => format!(
+                "NOT verified: no known sha256 for this URL (its sha256 is {})",
+                outcome.sha256
+            ),
+        };
+        eprintln!(
+            "Downloaded `{}` ({}): {what}",
+            outcome.path.display(),
+            human_bytes(outcome.size)
+        );
+    }
+    Ok(fetched.path().to_owned())
 }

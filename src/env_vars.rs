@@ -37,6 +37,10 @@ pub const HF_HOME: &str = "HF_HOME";
 pub const CIVITAI_API_TOKEN: &str = "CIVITAI_API_TOKEN";
 /// Civitai endpoint or mirror for `civitai:` references (default `https://civitai.com`).
 pub const SD_WEBUI_CIVITAI_ENDPOINT: &str = "SD_WEBUI_CIVITAI_ENDPOINT";
+/// A model catalog file (catalog.json's format) whose entries add to or replace the built-in ones.
+pub const SD_WEBUI_MODELS_CATALOG: &str = "SD_WEBUI_MODELS_CATALOG";
+/// The Nix store directory store-backed models must be in (default `/nix/store`, as Nix's own).
+pub const NIX_STORE_DIR: &str = "NIX_STORE_DIR";
 
 /// Build-time defaults the Nix package bakes in (`option_env!`).
 pub mod baked {

@@ -2,6 +2,8 @@
 
 #[path = "launcher/fixture.rs"]
 mod fixture;
+#[path = "models/server.rs"]
+mod server;
 
 use fixture::{Running, TestEnv, free_port, http, info, port_is_free, tree_snapshot};
 
@@ -317,4 +319,98 @@ fn doctor_reports_and_fails_without_a_tree() {
             .contains("does not exist"),
         "{report}"
     );
+}
+
+/// Issue #8: upstream's first-use downloads (`modelloader.load_file_from_url`) go through the
+/// launcher's verified downloader. A catalogued URL that serves other bytes than the catalog's
+/// sha256 is refused with the launcher's message and leaves nothing where the webui loads
+/// models; the right bytes are placed (and recorded); an existing file is used as it is.
+#[test]
+fn first_use_downloads_are_checked_against_the_catalog() {
+    use server::{Object, TestServer, data};
+    use sha2::Digest;
+    let env = env_or_skip!();
+    let server = TestServer::start();
+    let good = data(300_000, 81);
+    let sha = stable_diffusion_webui::models::download::hex(&sha2::Sha256::digest(&good));
+    server.put("good.pth", Object::new(good.clone(), "g"));
+    server.put("tampered.pth", Object::new(data(300_000, 82), "t"));
+    let entry = |name: &str, file: &str| {
+        serde_json::json!({
+            "name": name, "title": name, "folder": "RealESRGAN", "file": file,
+            "urls": [server.url(file)], "sha256": sha, "sha256_source": "test",
+            "size": null, "license": "test"
+        })
+    };
+    let catalog = env.tmp.path().join("catalog.json");
+    let models = serde_json::json!({"version": 1, "models": [entry("good", "good.pth"), entry("tampered", "tampered.pth")]});
+    std::fs::write(&catalog, models.to_string()).unwrap();
+
+    let port = free_port();
+    let data_dir = env.tmp.path().join("data");
+    let mut cmd = env.command();
+    cmd.env("SD_WEBUI_MODELS_CATALOG", &catalog).args([
+        "--data-dir",
+        "data",
+        "--port",
+        &port.to_string(),
+    ]);
+    let mut run = Running::start(cmd);
+    run.wait_ready(1);
+    let dir = data_dir.join("models/RealESRGAN");
+    let download = |body: serde_json::Value| http(port, "POST", "/download", &body.to_string());
+
+    let (status, body) =
+        download(serde_json::json!({"url": server.url("tampered.pth"), "model_dir": dir}));
+    assert_eq!(status, 409, "{body}\n{}", run.output());
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"], "DownloadError");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!(
+            "sha256 mismatch for `{}`: expected {sha}, got ",
+            dir.join("tampered.pth").display()
+        )),
+        "{message}"
+    );
+    for leftover in [
+        "tampered.pth",
+        "tampered.pth.part",
+        "tampered.pth.part.json",
+    ] {
+        assert!(!dir.join(leftover).exists(), "{leftover} left behind");
+    }
+
+    let (status, body) = download(
+        serde_json::json!({"url": server.url("good.pth"), "model_dir": dir, "file_name": "x4.pth"}),
+    );
+    assert_eq!(status, 200, "{body}\n{}", run.output());
+    let placed = dir.join("x4.pth");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["result"],
+        placed.to_str().unwrap()
+    );
+    assert_eq!(std::fs::read(&placed).unwrap(), good);
+    assert_eq!(
+        run.count("sha256 verified (catalog entry `good`)"),
+        1,
+        "{}",
+        run.output()
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data_dir.join("models/.downloads.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["files"]["RealESRGAN/x4.pth"]["expected"], sha);
+    assert_eq!(record["files"]["RealESRGAN/x4.pth"]["catalog"], "good");
+
+    // Upstream's contract: a file already there is returned without asking the server.
+    let requests = server.log().len();
+    let (status, _) = download(
+        serde_json::json!({"url": server.url("good.pth"), "model_dir": dir, "file_name": "x4.pth"}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(server.log().len(), requests);
+
+    run.signal(libc::SIGINT);
+    assert_eq!(run.wait_exit(), 0, "{}", run.output());
 }

@@ -1037,3 +1037,221 @@ fn the_proxy_from_the_environment_is_used() {
     );
     assert_eq!(server.log()[0].path, "p.pt");
 }
+
+/// Issue #8: upstream's first-use downloads (`load_file_from_url`, through the shim) are
+/// checked against the catalog by URL, and keep upstream's contract otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_use_downloads_are_verified_by_catalog_url_and_keep_upstreams_contract() {
+    use stable_diffusion_webui::models::first_use::{Context, Fetched, Request, fetch};
+    let server = TestServer::start();
+    let good = data(200_000, 90);
+    server.put("up.pth", Object::new(good.clone(), "u"));
+    server.put("evil.pth", Object::new(data(200_000, 91), "e"));
+    let catalog = Catalog::parse(&format!(
+        r#"{{"version":1,"models":[
+          {{"name":"up","title":"t","folder":"ESRGAN","file":"up.pth","urls":["{}"],"sha256":"{h}","sha256_source":"s","size":null,"license":"l"}},
+          {{"name":"evil","title":"t","folder":"ESRGAN","file":"evil.pth","urls":["{}"],"sha256":"{h}","sha256_source":"s","size":null,"license":"l"}}]}}"#,
+        server.url("up.pth"),
+        server.url("evil.pth"),
+        h = sha(&good)
+    ))
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("models/ESRGAN");
+    let (endpoints, tokens, downloader) = (
+        Endpoints::default(),
+        Tokens::default(),
+        downloader(options()),
+    );
+    let context = Context {
+        catalog: &catalog,
+        endpoints: &endpoints,
+        tokens: &tokens,
+        downloader: &downloader,
+        data_dir: Some(tmp.path()),
+    };
+    let request = |name: &str| Request {
+        url: server.url(name),
+        dir: dir.clone(),
+        ..Request::default()
+    };
+
+    // Catalogued, wrong bytes: an error naming both hashes, nothing where the webui looks.
+    let error = fetch(&context, &request("evil.pth"), &Recorder::default())
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().starts_with(&format!(
+            "sha256 mismatch for `{}`: expected {}, got ",
+            dir.join("evil.pth").display(),
+            sha(&good)
+        )),
+        "{error}"
+    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing left");
+
+    // Catalogued, right bytes: verified, in place, recorded as the catalog entry.
+    let fetched = fetch(&context, &request("up.pth"), &Recorder::default())
+        .await
+        .unwrap();
+    let Fetched::Downloaded { outcome, catalog } = &fetched else {
+        panic!("{fetched:?}");
+    };
+    assert!(outcome.verified);
+    assert_eq!(catalog.as_deref(), Some("up"));
+    assert_eq!(std::fs::read(dir.join("up.pth")).unwrap(), good);
+    let models = models(&server, tmp.path());
+    let listed = models
+        .list()
+        .into_iter()
+        .find(|r| r.relative == "ESRGAN/up.pth")
+        .unwrap();
+    assert!(
+        matches!(
+            listed.state,
+            State::Installed {
+                check: Check::Verified,
+                ..
+            }
+        ),
+        "{listed:?}"
+    );
+
+    // Present: returned as it is, the server is not asked.
+    let requests = server.log().len();
+    let fetched = fetch(&context, &request("up.pth"), &Recorder::default())
+        .await
+        .unwrap();
+    assert_eq!(fetched, Fetched::Present(dir.join("up.pth")));
+    assert_eq!(server.log().len(), requests);
+
+    // Not catalogued, a short hash prefix that does not match: refused after the download,
+    // before the file is moved into place.
+    server.put("other.pth", Object::new(data(1000, 92), "o"));
+    let mut other = request("other.pth");
+    other.hash_prefix = Some("0000".into());
+    let error = fetch(&context, &other, &Recorder::default())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("expected 0000..."), "{error}");
+    assert!(!dir.join("other.pth").exists() && !dir.join("other.pth.download").exists());
+
+    // re_download replaces the file only with verified bytes; a failure keeps the old one.
+    let mut again = request("evil.pth");
+    again.file_name = Some("up.pth".into());
+    again.replace = true;
+    assert!(fetch(&context, &again, &Recorder::default()).await.is_err());
+    assert_eq!(std::fs::read(dir.join("up.pth")).unwrap(), good);
+}
+
+/// Issue #8: store-backed models (`nix/models.nix`) are symlinked into the data dir, never
+/// copied, trusted without hashing because Nix checked them; a user's file is never replaced.
+#[test]
+fn store_models_are_linked_not_copied_and_never_replace_a_users_file() {
+    use stable_diffusion_webui::models::Linked;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let bytes = data(10_000, 95);
+    let v1 = store.join("0123456789abcdefghijklmnopqrstuv-m.safetensors");
+    let v2 = store.join("vutsrqponmlkjihgfedcba9876543210-m.safetensors");
+    std::fs::write(&v1, &bytes).unwrap();
+    std::fs::write(&v2, &bytes).unwrap();
+    let outside = tmp.path().join("outside.safetensors");
+    std::fs::write(&outside, &bytes).unwrap();
+    let data_dir = tmp.path().join("data");
+    let server = TestServer::start();
+    let models = models(&server, &data_dir);
+    let declared = tmp.path().join("declared.json");
+    let declare = |entries: serde_json::Value| {
+        std::fs::write(&declared, entries.to_string()).unwrap();
+    };
+    let hash = sha(&bytes);
+
+    declare(serde_json::json!([{"path": v1, "folder": "Stable-diffusion", "sha256": hash}]));
+    let results = models.link_declared(&declared, &store).unwrap();
+    let link = data_dir.join("models/Stable-diffusion/m.safetensors");
+    assert_eq!(
+        results[0].as_ref().unwrap(),
+        &Linked::Created {
+            link: link.clone(),
+            store_path: v1.clone()
+        }
+    );
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        v1,
+        "a symlink, not a copy"
+    );
+    let row = models
+        .list()
+        .into_iter()
+        .find(|r| r.relative == "Stable-diffusion/m.safetensors")
+        .unwrap();
+    assert!(
+        matches!(
+            row.state,
+            State::Installed {
+                check: Check::Verified,
+                ..
+            }
+        ),
+        "{row:?}"
+    );
+    assert_eq!(
+        stable_diffusion_webui::models::first_start_hint(&data_dir),
+        None
+    );
+    // Again: nothing to do. A new store path (flake update): our link moves to it.
+    assert!(matches!(
+        models.link_declared(&declared, &store).unwrap()[0],
+        Ok(Linked::Present { .. })
+    ));
+    declare(
+        serde_json::json!([{"path": v2, "folder": "Stable-diffusion", "name": "m.safetensors", "sha256": hash}]),
+    );
+    assert!(matches!(
+        models.link_declared(&declared, &store).unwrap()[0],
+        Ok(Linked::Updated { .. })
+    ));
+    assert_eq!(std::fs::read_link(&link).unwrap(), v2);
+
+    // A user's own file in that place is left alone, and said so.
+    std::fs::remove_file(&link).unwrap();
+    std::fs::write(&link, b"mine").unwrap();
+    let error = models
+        .link_declared(&declared, &store)
+        .unwrap()
+        .remove(0)
+        .unwrap_err();
+    assert!(matches!(error, ModelsError::Occupied { .. }), "{error}");
+    assert_eq!(std::fs::read(&link).unwrap(), b"mine");
+
+    // Not in the store: not trusted.
+    declare(serde_json::json!([{"path": outside, "folder": "VAE", "sha256": hash}]));
+    let error = models
+        .link_declared(&declared, &store)
+        .unwrap()
+        .remove(0)
+        .unwrap_err();
+    assert!(matches!(error, ModelsError::NotInStore { .. }), "{error}");
+    assert!(!data_dir.join("models/VAE/outside.safetensors").exists());
+
+    // Through the command, as the NixOS module runs it: NIX_STORE_DIR names the store.
+    std::fs::remove_file(&link).unwrap();
+    declare(serde_json::json!([{"path": v1, "folder": "Stable-diffusion", "sha256": hash}]));
+    let out = assert_cmd::Command::cargo_bin("stable-diffusion-webui")
+        .unwrap()
+        .env("NIX_STORE_DIR", &store)
+        .args(["models", "ensure", "--from"])
+        .arg(&declared)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .assert()
+        .success();
+    assert_eq!(
+        String::from_utf8_lossy(&out.get_output().stderr),
+        format!("{}: linked to {}\n", link.display(), v1.display())
+    );
+    assert_eq!(std::fs::read_link(&link).unwrap(), v1);
+}

@@ -16,7 +16,7 @@ import threading
 import time
 from types import ModuleType
 
-from . import control, extensions, locks, overlay, requirements
+from . import control, downloads, extensions, locks, overlay, requirements
 from .config import CONFIG_ENV, LaunchConfig
 from .hooks import after_import
 
@@ -47,6 +47,7 @@ def install(config: LaunchConfig) -> None:
     after_import("modules.ui_gradio_extensions", _patch_root_stylesheet)
     locks.install(config)
     extensions.install(config)
+    downloads.install(config)
 
 
 def install_launch_utils(config: LaunchConfig) -> None:

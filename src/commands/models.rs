@@ -19,7 +19,9 @@ use crate::models::catalog::Catalog;
 use crate::models::download::{Downloader, Options, Reporter};
 use crate::models::plan::{Overrides, Planned};
 use crate::models::reference::{Endpoints, Tokens};
-use crate::models::{Check, Models, Pulled, State, human_bytes, parse_sha256};
+use crate::models::{
+    Check, Linked, Models, Pulled, State, human_bytes, nix_store_dir, parse_sha256,
+};
 
 #[derive(Debug, Args)]
 pub struct ModelsArgs {
@@ -47,10 +49,13 @@ pub enum ModelsCommand {
     Remove(RemoveArgs),
     /// Make sure every model declared in a JSON file is present and verified.
     ///
-    /// The file is a list of catalog names and pinned files:
-    /// ["sd15", {"url": "hf:ORG/REPO/FILE", "sha256": "...", "folder": "Lora", "name": "x.safetensors"}].
+    /// The file is a list of catalog names, pinned files and Nix store files:
+    /// ["sd15", {"url": "hf:ORG/REPO/FILE", "sha256": "...", "folder": "Lora", "name": "x.safetensors"},
+    /// {"path": "/nix/store/...-x.safetensors", "sha256": "...", "folder": "VAE"}].
     /// Present files are checked (cheaply, when unchanged since last checked), missing ones
-    /// are pulled. Used by the NixOS module at start-up.
+    /// are pulled. Store files are symlinked (never copied) and trusted without hashing (Nix
+    /// checked them); a user's file in their place is left alone and reported. Used by the
+    /// NixOS module at start-up.
     Ensure(EnsureArgs),
 }
 
@@ -129,7 +134,7 @@ pub fn run(launcher: &LauncherArgs, args: &ModelsArgs) -> anyhow::Result<ExitCod
     let home = directories::BaseDirs::new().map(|b| b.home_dir().to_owned());
     let models = Models {
         data_dir: dirs.data.clone(),
-        catalog: Catalog::embedded()?,
+        catalog: Catalog::from_env(env)?,
         endpoints: Endpoints::from_env(env),
         tokens: Tokens::from_env(env, home),
         downloader: Downloader::new(Options::default())?,
@@ -298,11 +303,34 @@ async fn pull(models: &Models, args: &PullArgs) -> anyhow::Result<ExitCode> {
 
 async fn ensure(models: &Models, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
     let plans = models.plan_declared(&args.from).await?;
-    if plans.is_empty() {
+    let store = nix_store_dir(|key| std::env::var(key).ok());
+    let links = models.link_declared(&args.from, &store)?;
+    if plans.is_empty() && links.is_empty() {
         eprintln!("No models declared in `{}`.", args.from.display());
         return Ok(ExitCode::SUCCESS);
     }
-    transfer(models, &plans, &args.transfer).await
+    let mut failed = false;
+    for link in links {
+        match link {
+            Ok(Linked::Created { link, store_path }) => {
+                eprintln!("{}: linked to {}", link.display(), store_path.display())
+            }
+            Ok(Linked::Updated { link, store_path }) => {
+                eprintln!("{}: now linked to {}", link.display(), store_path.display())
+            }
+            Ok(Linked::Present { .. }) => {}
+            Err(error) => {
+                failed = true;
+                eprintln!("{}", crate::models::download::error_chain(&error));
+            }
+        }
+    }
+    let code = if plans.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        transfer(models, &plans, &args.transfer).await?
+    };
+    Ok(if failed { ExitCode::FAILURE } else { code })
 }
 
 /// Run the downloads with progress, then say what happened to each file.

@@ -24,6 +24,24 @@ pub enum CatalogError {
     Version { found: u32 },
     #[error("Catalog entry `{name}`: {problem}")]
     Entry { name: String, problem: String },
+    #[error(
+        "Failed to read the model catalog `{path}` (from {})",
+        crate::env_vars::SD_WEBUI_MODELS_CATALOG
+    )]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "In the model catalog `{path}` (from {})",
+        crate::env_vars::SD_WEBUI_MODELS_CATALOG
+    )]
+    Extra {
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<CatalogError>,
+    },
 }
 
 /// One downloadable file the launcher knows by name.
@@ -70,6 +88,38 @@ impl Catalog {
     /// The catalog built into this binary.
     pub fn embedded() -> Result<Catalog, CatalogError> {
         Catalog::parse(EMBEDDED)
+    }
+
+    /// The embedded catalog plus the entries of the file named by `SD_WEBUI_MODELS_CATALOG`
+    /// (same format), when set: an entry of the same name replaces the built-in one, others
+    /// are added. For a site's own mirrors and models, and for tests against a local server.
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Catalog, CatalogError> {
+        let mut catalog = Catalog::embedded()?;
+        let Some(path) = lookup(crate::env_vars::SD_WEBUI_MODELS_CATALOG).filter(|p| !p.is_empty())
+        else {
+            return Ok(catalog);
+        };
+        let path = std::path::PathBuf::from(path);
+        let text = std::fs::read_to_string(&path).map_err(|source| CatalogError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let extra = Catalog::parse(&text).map_err(|source| CatalogError::Extra {
+            path: path.clone(),
+            source: Box::new(source),
+        })?;
+        tracing::debug!(
+            "model catalog: {} entries from `{}`",
+            extra.entries.len(),
+            path.display()
+        );
+        for entry in extra.entries {
+            match catalog.entries.iter_mut().find(|e| e.name == entry.name) {
+                Some(existing) => *existing = entry,
+                None => catalog.entries.push(entry),
+            }
+        }
+        Ok(catalog)
     }
 
     /// Parse and validate catalog JSON.

@@ -866,18 +866,24 @@ impl Downloader {
         let url = response.url().to_string();
         // Three stages so that on a multi-core machine neither hashing nor writing slows
         // the network: this task receives, one thread writes, one thread hashes what was
-        // written (the chunks are reference-counted, never copied between them).
+        // written (the chunks are reference-counted, never copied between them) and asks the
+        // kernel to start writing it to disk. That request (sync_file_range) can block for
+        // milliseconds while the device queue is full; on the writer's thread it stalled the
+        // whole pipeline, on the hasher's (which is faster than the network) it costs nothing.
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(64);
         let (to_hasher, written_chunks) = std::sync::mpsc::sync_channel::<Bytes>(64);
-        // A second handle on the same open file (same offset, same lock) for the writer.
+        // More handles on the same open file (same offset, same lock): writer and hasher.
         let file = part.file.try_clone().map_err(part.io("open"))?;
+        let flushed = part.file.try_clone().map_err(part.io("open"))?;
         let mut hasher = std::mem::take(&mut part.hasher);
         let mut len = part.len;
         let start = part.len;
         let hashing = tokio::task::spawn_blocking(move || {
+            let mut writeback = Writeback::new(start);
             for chunk in written_chunks {
                 hasher.update(&chunk);
                 len += chunk.len() as u64;
+                writeback.wrote(chunk.len() as u64, &flushed);
             }
             (hasher, len)
         });
@@ -885,14 +891,9 @@ impl Downloader {
             // Large chunks (hyper reads up to ~400 KiB at speed) bypass the buffer; small
             // ones are gathered so a slow trickle does not cost one syscall per packet.
             let mut out = BufWriter::with_capacity(256 << 10, file);
-            let mut writeback = Writeback::new(start);
             let mut result = Ok(());
             while let Some(chunk) = receiver.blocking_recv() {
                 if let Err(e) = out.write_all(&chunk) {
-                    result = Err(e);
-                    break;
-                }
-                if let Err(e) = writeback.wrote(chunk.len() as u64, &mut out) {
                     result = Err(e);
                     break;
                 }
@@ -1072,15 +1073,15 @@ impl Writeback {
         }
     }
 
-    fn wrote(&mut self, bytes: u64, out: &mut BufWriter<File>) -> std::io::Result<()> {
+    /// `bytes` more were handed to the writer (a small tail may still sit in its buffer:
+    /// the request covers whatever reached the file, it is only a hint).
+    fn wrote(&mut self, bytes: u64, file: &File) {
         self.written += bytes;
         if self.written - self.started < Self::WINDOW {
-            return Ok(());
+            return;
         }
-        out.flush()?;
-        start_writeback(out.get_ref(), self.started, self.written - self.started);
+        start_writeback(file, self.started, self.written - self.started);
         self.started = self.written;
-        Ok(())
     }
 }
 
