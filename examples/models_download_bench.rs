@@ -65,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         for step in 0..2 {
             let (self_before, children_before) =
                 (cpu(libc::RUSAGE_SELF), cpu(libc::RUSAGE_CHILDREN));
+            let faults_before = usage(libc::RUSAGE_SELF).ru_minflt;
             if (step == 0) == (round % 2 == 1) {
                 let (a, b) = run_curl(&url, &tmp.path().join("curl.bin"), size)?;
                 (t_curl, t_curl_sync) = (Some(a), Some(b));
@@ -83,8 +84,9 @@ fn main() -> anyhow::Result<()> {
                     size,
                 )?);
                 eprintln!(
-                    "  ours: CPU {:.2} s in this process (the server included)",
-                    cpu(libc::RUSAGE_SELF) - self_before
+                    "  ours: CPU {:.2} s in this process (the server included), {} page faults",
+                    cpu(libc::RUSAGE_SELF) - self_before,
+                    usage(libc::RUSAGE_SELF).ru_minflt - faults_before
                 );
             }
         }
@@ -222,14 +224,18 @@ impl Reporter for LastByte {
 
 /// User + system CPU seconds of this process or of its waited-for children.
 fn cpu(who: libc::c_int) -> f64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given; zeroed memory is a valid rusage.
-    let usage = unsafe {
-        libc::getrusage(who, usage.as_mut_ptr());
-        usage.assume_init()
-    };
+    let usage = usage(who);
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+fn usage(who: libc::c_int) -> libc::rusage {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; zeroed memory is a valid rusage.
+    unsafe {
+        libc::getrusage(who, usage.as_mut_ptr());
+        usage.assume_init()
+    }
 }
 
 fn rate(size: usize, time: Duration) -> String {
