@@ -1215,8 +1215,35 @@ fn store_models_are_linked_not_copied_and_never_replace_a_users_file() {
         Ok(Linked::Updated { .. })
     ));
     assert_eq!(std::fs::read_link(&link).unwrap(), v2);
+    // Without a sha256 (the NixOS module's own `{ path, folder }` entries): linked, and no
+    // hash is recorded that nobody gave (like a file placed by hand, until `models verify`).
+    declare(
+        serde_json::json!([{"path": v1, "folder": "Stable-diffusion", "name": "m.safetensors"}]),
+    );
+    assert!(matches!(
+        models.link_declared(&declared, &store).unwrap()[0],
+        Ok(Linked::Updated { .. })
+    ));
+    assert_eq!(std::fs::read_link(&link).unwrap(), v1);
+    assert!(
+        !models
+            .list()
+            .iter()
+            .any(|r| r.relative == "Stable-diffusion/m.safetensors"),
+        "the earlier record (with v2's hash) is gone"
+    );
 
-    // A user's own file in that place is left alone, and said so.
+    // A user's own file in that place is left alone, and said so; so is a link of theirs
+    // to a file outside the store.
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    let error = models
+        .link_declared(&declared, &store)
+        .unwrap()
+        .remove(0)
+        .unwrap_err();
+    assert!(matches!(error, ModelsError::Occupied { .. }), "{error}");
+    assert_eq!(std::fs::read_link(&link).unwrap(), outside);
     std::fs::remove_file(&link).unwrap();
     std::fs::write(&link, b"mine").unwrap();
     let error = models

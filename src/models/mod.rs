@@ -88,7 +88,7 @@ pub enum ModelsError {
     )]
     NotInStore { path: PathBuf, store: PathBuf },
     #[error(
-        "`{path}` already exists and is not a link to `{store_path}` made by the launcher; it was left alone (remove it to use the store's file)"
+        "`{path}` already exists and is not a link into the Nix store; it was left alone (remove it to use `{store_path}`)"
     )]
     Occupied { path: PathBuf, store_path: PathBuf },
     #[error("Failed to parse the declared models in `{path}`")]
@@ -257,8 +257,12 @@ pub enum Declared {
         folder: String,
         #[serde(default)]
         name: Option<String>,
-        /// The hash the derivation was fixed with (recorded as the expected one).
-        sha256: String,
+        /// The hash the derivation was fixed with, when known: recorded, so `models list`
+        /// shows the file verified (`nix/models.nix` gives it; without it, as for the NixOS
+        /// module's own `{ path, folder }` entries, nothing is recorded, like a file placed by
+        /// hand).
+        #[serde(default)]
+        sha256: Option<String>,
     },
 }
 
@@ -353,10 +357,11 @@ impl Models {
     /// The store is trusted, not re-hashed: a fixed-output derivation's output was checked
     /// against its sha256 by Nix when it was built or substituted, and store paths are
     /// immutable (read-only, owned by Nix), so hashing gigabytes again at every start would
-    /// only repeat that check. That is why the path must resolve inside the store. The
-    /// entry's sha256 (the derivation's) is recorded as the file's, so `models list` shows it
-    /// verified; `models verify` hashes it for real on request. A user's file at the link's place is never replaced: an error says so;
-    /// only a symlink into the store that this launcher recorded is moved to a new path.
+    /// only repeat that check. That is why the path must resolve inside the store. An
+    /// entry's sha256 (the derivation's), when given, is recorded as the file's, so
+    /// `models list` shows it verified; `models verify` hashes it for real on request.
+    /// A user's file at the link's place is never replaced (an error says so); a symlink into
+    /// the store holds nothing of the user's and is moved to the new path.
     pub fn link_declared(
         &self,
         path: &Path,
@@ -383,9 +388,9 @@ impl Models {
         store_path: &Path,
         folder: &str,
         name: Option<String>,
-        sha256: String,
+        sha256: Option<String>,
     ) -> Result<Linked, ModelsError> {
-        let sha256 = normalise_sha256(&sha256)?;
+        let sha256 = sha256.as_deref().map(normalise_sha256).transpose()?;
         let resolved = std::fs::canonicalize(store_path).map_err(|source| ModelsError::Io {
             action: "find",
             path: store_path.to_owned(),
@@ -416,11 +421,6 @@ impl Models {
                 source,
             }
         };
-        let manifest = Manifest::load(&models);
-        let ours = manifest
-            .files
-            .get(&relative)
-            .is_some_and(|r| r.origin.as_deref() == Some(STORE_ORIGIN));
         let result = match std::fs::symlink_metadata(&link) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let parent = link.parent().unwrap_or(&models);
@@ -440,7 +440,11 @@ impl Models {
                         link: link.clone(),
                         store_path: store_path.to_owned(),
                     }
-                } else if ours && current.starts_with(store_dir) {
+                } else if current.starts_with(store_dir)
+                    || current_resolved.is_some_and(|c| c.starts_with(store_dir))
+                {
+                    // A link into the store holds nothing of the user's (the bytes are in
+                    // the store): an earlier declaration, moved to the new path.
                     // Replace atomically: a new link beside it, renamed over it.
                     let temp = paths::with_suffix(&link, ".link.tmp");
                     let _ = std::fs::remove_file(&temp);
@@ -465,7 +469,7 @@ impl Models {
             }
         };
         let metadata = std::fs::metadata(&resolved).map_err(io("inspect", &resolved))?;
-        let record = Record {
+        let record = sha256.map(|sha256| Record {
             catalog: None,
             source: store_path.display().to_string(),
             // Trusted, not hashed: see `link_declared`.
@@ -474,10 +478,18 @@ impl Models {
             origin: Some(STORE_ORIGIN.to_owned()),
             size: metadata.len(),
             modified_ns: modified_ns(&metadata),
-        };
-        Manifest::update(&models, |m| {
-            m.files.insert(relative, record);
-        })?;
+        });
+        let stale = Manifest::load(&models).files.contains_key(&relative);
+        if record.is_some() || stale {
+            Manifest::update(&models, |m| match record {
+                Some(record) => {
+                    m.files.insert(relative, record);
+                }
+                None => {
+                    m.files.remove(&relative);
+                }
+            })?;
+        }
         Ok(result)
     }
 
