@@ -50,17 +50,10 @@ let
     )
   );
   modelsFile = pkgs.writeText "stable-diffusion-webui-models.json" (builtins.toJSON models.downloads);
-  linkModels = pkgs.writeShellScript "stable-diffusion-webui-link-models" ''
-    set -eu
-    # A user manager's PATH is the session's; name every tool.
-    PATH=${lib.makeBinPath [ pkgs.coreutils pkgs.findutils ]}
-    mkdir -p ${lib.escapeShellArg modelsDir}
-    find ${lib.escapeShellArg modelsDir} -type l -lname ${lib.escapeShellArg "${builtins.storeDir}/*"} -delete
-    ${lib.concatMapStrings (l: ''
-      mkdir -p ${lib.escapeShellArg "${modelsDir}/${l.folder}"}
-      ln -sfn ${lib.escapeShellArg l.source} ${lib.escapeShellArg "${modelsDir}/${l.target}"}
-    '') models.links}
-  '';
+  linkModels = import ./module/link-models.nix {
+    inherit pkgs lib modelsDir;
+    inherit (models) links;
+  };
 
   overrides =
     lib.optionalAttrs (cfg.cudaCapabilities != null) { inherit (cfg) cudaCapabilities; }

@@ -56,17 +56,10 @@ let
   );
   modelsFile = pkgs.writeText "stable-diffusion-webui-models.json" (builtins.toJSON models.downloads);
 
-  # Store links from an earlier configuration are removed first, so none is left stale; the
-  # user's own files and links elsewhere are left alone.
-  linkModels = pkgs.writeShellScript "stable-diffusion-webui-link-models" ''
-    set -eu
-    PATH=${lib.makeBinPath [ pkgs.coreutils pkgs.findutils ]}
-    find ${lib.escapeShellArg modelsDir} -type l -lname ${lib.escapeShellArg "${builtins.storeDir}/*"} -delete
-    ${lib.concatMapStrings (l: ''
-      mkdir -p ${lib.escapeShellArg "${modelsDir}/${l.folder}"}
-      ln -sfn ${lib.escapeShellArg l.source} ${lib.escapeShellArg "${modelsDir}/${l.target}"}
-    '') models.links}
-  '';
+  linkModels = import ./module/link-models.nix {
+    inherit pkgs lib modelsDir;
+    inherit (models) links;
+  };
 
   overrides =
     lib.optionalAttrs (cfg.cudaCapabilities != null) { inherit (cfg) cudaCapabilities; }
