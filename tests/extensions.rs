@@ -258,14 +258,17 @@ fn disabled_extensions_setting_disables_a_managed_extension() {
     );
 }
 
-fn run_cli(env: &TestEnv, managed: &Path, args: &[&str]) -> String {
-    let out = env
-        .command()
+fn cli(env: &TestEnv, managed: &Path, args: &[&str]) -> std::process::Output {
+    env.command()
         .arg("--managed-extensions")
         .arg(managed)
         .args(args)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn run_cli(env: &TestEnv, managed: &Path, args: &[&str]) -> String {
+    let out = cli(env, managed, args);
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
@@ -319,26 +322,14 @@ fn extensions_list_and_check_report_kind_source_state_and_requirements() {
         "{table}"
     );
 
-    let out = env
-        .command()
-        .arg("--managed-extensions")
-        .arg(&managed)
-        .args(["extensions", "check", "needs-packages"])
-        .output()
-        .unwrap();
+    let out = cli(&env, &managed, &["extensions", "check", "needs-packages"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
         text.contains("missing: definitely-absent-package==1.0"),
         "{text}"
     );
-    let out = env
-        .command()
-        .arg("--managed-extensions")
-        .arg(&managed)
-        .args(["extensions", "check", "full-featured"])
-        .output()
-        .unwrap();
+    let out = cli(&env, &managed, &["extensions", "check", "full-featured"]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
