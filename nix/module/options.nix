@@ -259,7 +259,7 @@ in
   lockedUiSettings = mkOption {
     type = types.attrsOf json.type;
     default = { };
-    description = "`ui-config.json` values written at every start.";
+    description = "`ui-config.json` values written at every start and kept by Settings > Defaults while the webui runs.";
   };
 
   extensions = mkOption {

@@ -1,5 +1,6 @@
 """Locked settings inside the webui: declared by the launcher's settings file, refused from
-the Settings tab, quicksettings and ``POST /sdapi/v1/options``, and marked in the UI.
+the Settings tab, quicksettings and ``POST /sdapi/v1/options``, and marked in the UI; locked
+``ui-config.json`` entries are kept by the Defaults tab's Apply.
 
 The launcher already wrote the locked values into config.json before the webui started; these
 patches keep them there. Unlocked settings (the checkpoint dropdown among them) work as before.
@@ -11,6 +12,7 @@ stops the start.
 from __future__ import annotations
 
 import difflib
+import html
 import sys
 from types import ModuleType
 
@@ -31,6 +33,9 @@ def install(config: LaunchConfig) -> None:
     locked: dict = settings.get("locked") or {}
     source: str = settings.get("source") or "the launcher"
     after_import("modules.shared_options", lambda m: check_declared(m, settings))
+    ui_locked: dict = settings.get("ui_locked") or {}
+    if ui_locked:
+        after_import("modules.ui_loadsave", lambda m: _patch_ui_loadsave(m, ui_locked, source))
     if not locked:
         return
     after_import("modules.options", lambda m: _patch_options(m, locked, source))
@@ -96,6 +101,54 @@ def _patch_api(api: ModuleType, locked: dict, source: str) -> None:
 
     set_config.__annotations__ = original.__annotations__
     api.Api.set_config = set_config
+
+
+def _patch_ui_loadsave(ui_loadsave: ModuleType, ui_locked: dict, source: str) -> None:
+    # The Defaults tab (UiLoadsave.ui_view / ui_apply) writes every changed UI default into
+    # ui-config.json; the launcher put the locked values there before the start.
+    loadsave = ui_loadsave.UiLoadsave
+
+    # Replaces UiLoadsave.iter_changes, which both "View changes" and "Apply" use: a locked entry
+    # is never a change, so Apply never writes it; the refusals are remembered for the message.
+    original_iter_changes = loadsave.iter_changes
+
+    def iter_changes(self, current_ui_settings, values):
+        refused = []
+        for path, old_value, new_value in original_iter_changes(self, current_ui_settings, values):
+            if path in ui_locked and new_value != ui_locked[path]:
+                refused.append(path)
+                continue
+            yield path, old_value, new_value
+        self._sd_nix_refused = refused
+
+    loadsave.iter_changes = iter_changes
+
+    # Replaces UiLoadsave.write_to_file (Apply, dump_defaults at the first start): whatever is
+    # written, locked entries keep the declared values.
+    original_write = loadsave.write_to_file
+
+    def write_to_file(self, current_ui_settings):
+        return original_write(self, {**current_ui_settings, **ui_locked})
+
+    loadsave.write_to_file = write_to_file
+
+    # Wraps ui_view and ui_apply: their answer (HTML shown under the buttons) says which
+    # locked defaults were left alone and who locks them.
+    def with_refusals(original):
+        def method(self, *values):
+            self._sd_nix_refused = []
+            answer = original(self, *values)
+            refused = self._sd_nix_refused
+            if not refused:
+                return answer
+            print(f"Refused: {'; '.join(message(path, source) for path in refused)}", file=sys.stderr)
+            note = "".join(f"<p>Not changed: {html.escape(message(path, source))}.</p>" for path in refused)
+            return f"{answer}{note}"
+
+        return method
+
+    loadsave.ui_view = with_refusals(loadsave.ui_view)
+    loadsave.ui_apply = with_refusals(loadsave.ui_apply)
 
 
 def check_declared(shared_options: ModuleType, settings: dict) -> None:

@@ -257,6 +257,9 @@ pub struct ShimSettings {
     pub declared: Map<String, Value>,
     /// Where each declared key comes from ("defaults", "preset sdxl", "locked").
     pub origins: Map<String, Value>,
+    /// Locked `ui-config.json` entries (`"txt2img/Width/value"`) and their values: the
+    /// Defaults tab's Apply must not write over them.
+    pub ui_locked: Map<String, Value>,
 }
 
 impl ShimSettings {
@@ -278,11 +281,17 @@ impl ShimSettings {
             .iter()
             .map(|(k, _, o)| (k.clone(), Value::String(o.to_string())))
             .collect();
+        let ui_locked = plan
+            .ui_config
+            .locked()
+            .map(|(k, v)| (k.to_owned(), v.clone()))
+            .collect();
         ShimSettings {
             source: plan.source.clone(),
             locked,
             declared,
             origins,
+            ui_locked,
         }
     }
 }

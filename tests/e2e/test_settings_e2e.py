@@ -6,7 +6,9 @@ generates two tiny random checkpoints (tests/support/tiny_model.py) and runs ful
 
 Shows: a locked key is refused by POST /sdapi/v1/options with a message naming the key and
 its manager, and is still locked after a restart; a preset's value is visible in
-GET /sdapi/v1/options; the checkpoint quicksetting (sd_model_checkpoint) can still be switched.
+GET /sdapi/v1/options; the checkpoint quicksetting (sd_model_checkpoint) can still be switched;
+a locked ui-config.json default is on the page and the Defaults tab's Apply keeps it (while
+writing an unlocked one).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -65,6 +68,7 @@ def setup(tmp_path_factory):
                 "source": SOURCE,
                 "presets": ["private"],
                 "config": {"locked": {"samples_format": "jpg"}, "defaults": {"show_progress_every_n_steps": 5}},
+                "ui_config": {"locked": {"txt2img/Width/value": 640}},
             }
         ),
         encoding="utf8",
@@ -156,6 +160,17 @@ class Webui:
             except ValueError:
                 return error.code, text
 
+    def wait_for_loaded_checkpoint(self, name: str, timeout: float = 120) -> None:
+        """Until the options name `name` with its short hash, which upstream adds once loaded."""
+        deadline = time.monotonic() + timeout
+        current = None
+        while time.monotonic() < deadline:
+            current = self.request("GET", "/sdapi/v1/options")[1].get("sd_model_checkpoint")
+            if current and current.startswith(name) and "[" in current:
+                return
+            time.sleep(0.2)
+        pytest.fail(f"checkpoint {name} not loaded after {timeout} s (options say {current!r})")
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -186,6 +201,9 @@ def test_locks_presets_and_the_checkpoint_quicksetting(setup):
         # An unlocked key still changes, and so does the checkpoint quicksetting.
         status, reply = webui.request("POST", "/sdapi/v1/options", {"jpeg_quality": 90})
         assert status == 200, reply
+        # upstream loads the first checkpoint on a thread of its own after the server is up, and
+        # that load writes its title into the options when it ends: switch only after it.
+        webui.wait_for_loaded_checkpoint("tiny_a")
         status, models = webui.request("GET", "/sdapi/v1/sd-models")
         assert status == 200, models
         other = next(m["title"] for m in models if m["model_name"] == "tiny_b")
@@ -226,6 +244,38 @@ def test_locks_presets_and_the_checkpoint_quicksetting(setup):
         assert checkpoint["props"].get("interactive") is not False, checkpoint
     finally:
         assert webui.stop() == 0, webui.output()
+
+
+def _component(config: dict, elem_id: str) -> dict:
+    return next(c for c in config["components"] if c.get("props", {}).get("elem_id") == elem_id)
+
+
+def test_the_defaults_tab_keeps_a_locked_ui_default(setup):
+    webui = Webui(setup)
+    try:
+        status, config = webui.request("GET", "/config")
+        assert status == 200
+        width, height = _component(config, "txt2img_width"), _component(config, "txt2img_height")
+        assert width["props"]["value"] == 640  # the locked default, on the page
+
+        # The Defaults tab's Apply button, called as the page calls it: every UI default as input.
+        apply_id = _component(config, "ui_defaults_apply")["id"]
+        fn_index, dependency = next((i, d) for i, d in enumerate(config["dependencies"]) if apply_id in d["targets"])
+        by_id = {c["id"]: c for c in config["components"]}
+        data = [by_id[i].get("props", {}).get("value") for i in dependency["inputs"]]
+        data[dependency["inputs"].index(width["id"])] = 768
+        data[dependency["inputs"].index(height["id"])] = 448
+        status, reply = webui.request("POST", "/run/predict", {"fn_index": fn_index, "data": data})
+        assert status == 200, reply
+        answer = reply["data"][0]
+        assert "Wrote" in answer, answer
+        assert f"setting 'txt2img/Width/value' is locked by {SOURCE}" in answer.replace("&#x27;", "'"), answer
+    finally:
+        assert webui.stop() == 0, webui.output()
+
+    ui_config = json.loads((setup["data"] / "ui-config.json").read_text(encoding="utf8"))
+    assert ui_config["txt2img/Width/value"] == 640
+    assert ui_config["txt2img/Height/value"] == 448
 
 
 def test_an_unknown_locked_key_stops_the_start(setup, tmp_path):
