@@ -8,7 +8,6 @@
 //! `Last-Modified`, conditional requests and the content type.
 
 use std::io;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -19,6 +18,7 @@ use percent_encoding::percent_decode_str;
 use tower_http::services::ServeFile;
 
 use super::auth::Sessions;
+use super::checked_open::CheckedFile;
 use super::files::{Decision, FileRoots, Refusal, Target};
 use super::forward::Backend;
 
@@ -65,22 +65,36 @@ pub async fn respond(
     }
     let shown = target.display.clone();
     let roots = Arc::clone(context.roots);
-    let decision = tokio::task::spawn_blocking(move || roots.resolve(&target))
-        .await
-        .unwrap_or(Decision::Refuse(Refusal::NotAllowed));
-    tracing::debug!(path = %shown, ?decision, "/file= decision");
-    match decision {
-        Decision::Forward => None,
-        Decision::Refuse(refusal) => Some(refusal_response(refusal, &shown)),
-        Decision::Serve(path) => Some(serve(path, request, &shown).await),
+    // The decision and the open of an approved file happen together: what is served is the
+    // file that was checked (checked_open.rs). `Ok(None)`: gradio decides.
+    let opened = tokio::task::spawn_blocking(move || match roots.resolve(&target) {
+        Decision::Forward => Ok(None),
+        Decision::Refuse(refusal) => Err(refusal),
+        Decision::Serve(path) => CheckedFile::open(&path).map(Some),
+    })
+    .await
+    .unwrap_or(Err(Refusal::NotAllowed));
+    match opened {
+        Ok(None) => None,
+        Err(refusal) => {
+            tracing::debug!(path = %shown, ?refusal, "/file= refused");
+            Some(refusal_response(refusal, &shown))
+        }
+        Ok(Some(file)) => {
+            tracing::debug!(path = %shown, file = %file.path().display(), "/file= served");
+            Some(serve(&file, request, &shown).await)
+        }
     }
 }
 
-async fn serve(path: PathBuf, request: &Request<Incoming>, display: &str) -> Response<Body> {
+async fn serve(file: &CheckedFile, request: &Request<Incoming>, display: &str) -> Response<Body> {
     let mut file_request = Request::new(Body::empty());
     *file_request.method_mut() = request.method().clone();
     *file_request.headers_mut() = request.headers().clone();
-    let mut service = ServeFile::new(&path).with_buf_chunk_size(FILE_CHUNK);
+    // The content type comes from the approved path (the reopened one has no extension).
+    let mime = mime_guess::from_path(file.path()).first_or_octet_stream();
+    let mut service =
+        ServeFile::new_with_mime(file.reopen_path(), &mime).with_buf_chunk_size(FILE_CHUNK);
     match service.try_call(file_request).await {
         Ok(response) => {
             let mut response = response.map(Body::new);
@@ -91,7 +105,7 @@ async fn serve(path: PathBuf, request: &Request<Incoming>, display: &str) -> Res
             response
         }
         Err(err) => {
-            tracing::debug!(path = %path.display(), error = %err, "serving a checked file failed");
+            tracing::debug!(path = %file.path().display(), error = %err, "serving a checked file failed");
             let refusal = if err.kind() == io::ErrorKind::NotFound {
                 Refusal::NotFound
             } else {

@@ -16,7 +16,10 @@
 //! 3. its canonical form (symlinks resolved) again lies inside a root with no dot component
 //!    below it, so a symlink cannot lead out of the roots or into a hidden directory;
 //! 4. the canonical target is a regular file: directories, devices, FIFOs and sockets are
-//!    refused without being opened.
+//!    refused without being opened;
+//! 5. (`checked_open.rs`) the canonical path opens without following any symlink and is still a
+//!    regular file, and the response is served from that open file: a directory swapped for a
+//!    symlink between the check and the open is refused.
 //!
 //! Refusals use the status gradio itself gives: 403 "File not allowed", or 404 "File not found"
 //! for a path inside a root that does not exist. Rejected paths are never rewritten into

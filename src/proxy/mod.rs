@@ -17,6 +17,7 @@
 //! check), `unavailable` (the 503), `tls` (rustls), `listen` (sockets).
 
 mod auth;
+mod checked_open;
 mod file_route;
 pub mod files;
 mod forward;
