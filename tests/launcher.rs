@@ -324,7 +324,8 @@ fn doctor_reports_and_fails_without_a_tree() {
 /// Issue #8: upstream's first-use downloads (`modelloader.load_file_from_url`) go through the
 /// launcher's verified downloader. A catalogued URL that serves other bytes than the catalog's
 /// sha256 is refused with the launcher's message and leaves nothing where the webui loads
-/// models; the right bytes are placed (and recorded); an existing file is used as it is.
+/// models; the right bytes are placed (and recorded); an existing file is used as it is. The
+/// same holds for the live-preview decoders' `download_model` (TAESD, VAE-approx).
 #[test]
 fn first_use_downloads_are_checked_against_the_catalog() {
     use server::{Object, TestServer, data};
@@ -402,6 +403,26 @@ fn first_use_downloads_are_checked_against_the_catalog() {
             .unwrap();
     assert_eq!(record["files"]["RealESRGAN/x4.pth"]["expected"], sha);
     assert_eq!(record["files"]["RealESRGAN/x4.pth"]["catalog"], "good");
+
+    // TAESD's download_model (torch.hub in upstream) goes through the same check.
+    let decoder = data_dir.join("models/VAE-taesd/taesd_decoder.pth");
+    let (status, body) = http(
+        port,
+        "POST",
+        "/download-preview-decoder",
+        &serde_json::json!({"url": server.url("tampered.pth"), "model_path": decoder}).to_string(),
+    );
+    assert_eq!(status, 409, "{body}\n{}", run.output());
+    assert!(body.contains("sha256 mismatch for"), "{body}");
+    assert!(!decoder.exists(), "a tampered preview decoder was placed");
+    let (status, body) = http(
+        port,
+        "POST",
+        "/download-preview-decoder",
+        &serde_json::json!({"url": server.url("good.pth"), "model_path": decoder}).to_string(),
+    );
+    assert_eq!(status, 200, "{body}\n{}", run.output());
+    assert_eq!(std::fs::read(&decoder).unwrap(), good);
 
     // Upstream's contract: a file already there is returned without asking the server.
     let requests = server.log().len();

@@ -9,6 +9,10 @@ file is checked while it streams; it resumes an interrupted download, retries, a
 file into place only once the hash matches. The contract stays upstream's: same path, an
 existing file is used as it is, the path is returned.
 
+TAESD and VAE-approx (the live preview decoders) fetch their weights with
+``torch.hub.download_url_to_file`` inside each module's ``download_model(model_path, model_url)``;
+those go through the same downloader (resume, retry, atomic rename).
+
 Outside the launcher (extension installer subprocesses, unit tests) nothing is patched.
 """
 
@@ -43,6 +47,11 @@ def install(config: LaunchConfig) -> None:
     # into the face restorer's model dir. Ours goes underneath that wrapper.
     for name in ("facexlib.detection", "facexlib.parsing"):
         after_import(name, lambda m: _patch_facexlib(m, load_file_from_url))
+    # modules/sd_vae_taesd.py and modules/sd_vae_approx.py: download_model(model_path, model_url)
+    # calls torch.hub.download_url_to_file (no resume, no catalog check). Same contract here.
+    download_model = _make_download_model(load_file_from_url)
+    for name in ("modules.sd_vae_taesd", "modules.sd_vae_approx"):
+        after_import(name, lambda m: _replace_download_model(m, download_model))
 
 
 def _replace(module: ModuleType, replacement) -> None:
@@ -80,6 +89,24 @@ def _make_load_file_from_url(data_dir: str):
         )
 
     return load_file_from_url
+
+
+def _make_download_model(load_file_from_url):
+    def download_model(model_path: str, model_url: str) -> None:
+        """Replaces download_model in modules.sd_vae_taesd and modules.sd_vae_approx: fetches
+        ``model_url`` to ``model_path`` unless it exists, through the launcher's downloader."""
+        if os.path.exists(model_path):
+            return
+        load_file_from_url(
+            model_url, model_dir=os.path.dirname(model_path) or ".", file_name=os.path.basename(model_path)
+        )
+
+    return download_model
+
+
+def _replace_download_model(module: ModuleType, replacement) -> None:
+    if hasattr(module, "download_model"):
+        module.download_model = replacement
 
 
 def _patch_facexlib(module: ModuleType, load_file_from_url) -> None:

@@ -2,6 +2,7 @@
 
 import types
 
+import pytest
 from webui_shim import downloads
 
 
@@ -46,3 +47,27 @@ def test_facexlib_downloads_into_the_webui_dir_go_through_the_launcher(monkeypat
     assert calls[-1] == ("ours", "u", {"model_dir": "/d/GFPGAN", "progress": True, "file_name": None})
     assert module.load_file_from_url("u", model_dir="facexlib/weights") == "hub"
     assert calls[-1][0] == "facexlib"
+
+
+def test_preview_decoder_downloads_go_through_the_launcher(tmp_path, monkeypatch):
+    launcher = FakeLauncher()
+    monkeypatch.setattr(downloads, "_launcher", launcher)
+    download_model = downloads._make_download_model(downloads._make_load_file_from_url("/data"))
+    module = types.ModuleType("modules.sd_vae_taesd")
+    module.download_model = lambda path, url: pytest.fail("upstream's torch.hub download ran")
+    downloads._replace_download_model(module, download_model)
+
+    target = tmp_path / "VAE-taesd" / "taesd_decoder.pth"
+    url = "https://github.com/madebyollin/taesd/raw/main/taesd_decoder.pth"
+    assert module.download_model(str(target), url) is None
+    assert launcher.calls == [
+        (
+            url,
+            str(target.parent),
+            {"file_name": "taesd_decoder.pth", "hash_prefix": None, "re_download": False, "data_dir": "/data"},
+        )
+    ]
+    target.parent.mkdir()
+    target.write_bytes(b"x")
+    module.download_model(str(target), url)
+    assert len(launcher.calls) == 1, "an existing file is used as it is"
