@@ -42,9 +42,14 @@ pub fn webui_environment(
         set(key, entries.join(","));
     }
     let cache = |sub: &str| dirs.cache.join(sub).display().to_string();
+    // torch >= 2.9 computes its inductor cache dir when torch._dynamo is imported (torchvision
+    // imports it), as /tmp/torchinductor_<getpass.getuser()>: that raises for a uid without a
+    // passwd entry (`docker run --user`, setpriv), and shares /tmp. Triton's goes under ~.
     for (key, sub) in [
         ("HF_HOME", "huggingface"),
         ("TORCH_HOME", "torch"),
+        ("TORCHINDUCTOR_CACHE_DIR", "torchinductor"),
+        ("TRITON_CACHE_DIR", "triton"),
         ("MPLCONFIGDIR", "matplotlib"),
     ] {
         if lookup(key).is_none() {
@@ -75,6 +80,8 @@ mod tests {
         let env = webui_environment(&dirs(), None, |k| (k == "HF_HOME").then(|| "/mine".into()));
         assert!(!env.contains_key("HF_HOME"), "user's HF_HOME is kept");
         assert_eq!(env["TORCH_HOME"], "/c/torch");
+        assert_eq!(env["TORCHINDUCTOR_CACHE_DIR"], "/c/torchinductor");
+        assert_eq!(env["TRITON_CACHE_DIR"], "/c/triton");
         assert_eq!(env["COMMANDLINE_ARGS"], "");
         assert_eq!(env["GRADIO_ANALYTICS_ENABLED"], "False");
     }

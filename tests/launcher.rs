@@ -247,6 +247,8 @@ fn sigint_and_sigterm_stop_cleanly_and_release_the_port() {
         let mut run = Running::start(cmd);
         run.wait_ready(1);
         assert!(!port_is_free(port));
+        // Upstream's plain print() to a pipe arrives while the webui runs, not at exit.
+        run.wait_for("Model loaded in fixture", 1);
         run.signal(signal);
         assert_eq!(run.wait_exit(), 0, "signal {signal}:\n{}", run.output());
         assert!(

@@ -19,6 +19,7 @@ from .settings import settings_keys  # noqa: F401 - entry point the launcher cal
 
 def main(config_json: str) -> int:
     config = LaunchConfig.from_json(config_json)
+    line_buffered_output()
     signals.install()
     try:
         environment.apply(config)
@@ -29,6 +30,16 @@ def main(config_json: str) -> int:
     except (patches.EnvironmentIncomplete, patches.requirements.PipBlocked) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def line_buffered_output() -> None:
+    """Upstream reports progress with plain print() ("Model loaded in ..."). To a pipe
+    (journald, `docker logs`, a supervisor) CPython writes stdout in 8 KiB blocks, so those
+    lines would arrive minutes late or only at exit; the launcher's own log lines do not wait."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(line_buffering=True)
 
 
 def run_webui(config: LaunchConfig) -> int:

@@ -161,15 +161,19 @@ class Webui:
                 return error.code, text
 
     def wait_for_loaded_checkpoint(self, name: str, timeout: float = 120) -> None:
-        """Until the options name `name` with its short hash, which upstream adds once loaded."""
+        """Until upstream's load_model has finished ("Model loaded in", its last line) and the
+        options name `name` with its short hash. The title alone is not enough: upstream writes
+        it when it starts loading the weights, and a switch made before the load ends races it
+        (reload_model_weights does not take the load's lock)."""
         deadline = time.monotonic() + timeout
         current = None
         while time.monotonic() < deadline:
-            current = self.request("GET", "/sdapi/v1/options")[1].get("sd_model_checkpoint")
-            if current and current.startswith(name) and "[" in current:
-                return
+            if any("Model loaded in" in line for line in list(self.lines)):
+                current = self.request("GET", "/sdapi/v1/options")[1].get("sd_model_checkpoint")
+                if current and current.startswith(name) and "[" in current:
+                    return
             time.sleep(0.2)
-        pytest.fail(f"checkpoint {name} not loaded after {timeout} s (options say {current!r})")
+        pytest.fail(f"checkpoint {name} not loaded after {timeout} s (options say {current!r}):\n{self.output()}")
 
     def stop(self) -> int:
         if self.proc.poll() is None:
