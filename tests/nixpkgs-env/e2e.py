@@ -12,6 +12,9 @@ records pass/fail (a failing step does not stop the others):
   options       /sdapi/v1/options: 200, an object with the core settings
   sd-models     /sdapi/v1/sd-models: 200, lists the tiny model
   samplers      /sdapi/v1/samplers: 200, a list of {name, aliases, options: {str: str}}
+  api-gets      every parameterless GET route under /sdapi/v1 in the schema answers 200 with JSON;
+                /sdapi/v1/extensions lists a git-cloned user extension with upstream's fields
+                (GitPython's int commit date as a string, as pydantic 1 gave it)
   txt2img       64x64, 3 steps: a 64x64 PNG; the image saved under the data dir
   img2img       the txt2img image, denoise 0.5: a 64x64 PNG
   extras        extra-single-image, Lanczos x2: a 128x128 PNG
@@ -89,6 +92,27 @@ def step(name: str):
     return wrap
 
 
+def make_git_extension(extensions: Path) -> dict:
+    """A user extension as `git clone` leaves it (a repository with an origin remote), which
+    upstream reads with GitPython; returns what /sdapi/v1/extensions must say of it."""
+    name = "e2e-git-extension"
+    repo = extensions / name
+    repo.mkdir(parents=True, exist_ok=True)
+    (repo / "README.md").write_text("An empty extension for tests/nixpkgs-env/e2e.py.\n")
+    remote = "https://example.invalid/e2e/e2e-git-extension.git"
+    date = "1700000000 +0000"
+    git_env = dict(os.environ, GIT_AUTHOR_DATE=date, GIT_COMMITTER_DATE=date)
+    for command in (
+        ["init", "-q"],
+        ["add", "README.md"],
+        ["-c", "user.name=e2e", "-c", "user.email=e2e@example.invalid", "commit", "-q", "-m", "init"],
+        ["remote", "add", "origin", remote],
+    ):
+        subprocess.run(["git", "-C", str(repo), *command], check=True, env=git_env)
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True, capture_output=True, text=True)
+    return {"name": name, "remote": remote, "commit_hash": head.stdout.strip(), "commit_date": "1700000000"}
+
+
 def check_refs(doc: dict) -> int:
     """Every local $ref in the OpenAPI document points at something; returns how many there are."""
     count = 0
@@ -135,6 +159,7 @@ def main() -> int:
     hf = work / "hf-empty"
     for d in (data, hf, work / "gradio-tmp"):
         d.mkdir(parents=True, exist_ok=True)
+    git_extension = make_git_extension(data / "extensions")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(
@@ -249,6 +274,37 @@ def main() -> int:
         ), items[:3]
         assert any(s["name"] == "Euler a" for s in items)
         return f"{len(items)} samplers"
+
+    @step("api-gets")
+    def api_gets():
+        status, body, _ = request(f"{base}/openapi.json")
+        assert status == 200, status
+        paths = json.loads(body)["paths"]
+        routes = sorted(
+            path
+            for path, ops in paths.items()
+            if path.startswith("/sdapi/v1/")
+            and "get" in ops
+            and "{" not in path
+            and not any(p.get("required") for p in ops["get"].get("parameters", []))
+        )
+        assert "/sdapi/v1/extensions" in routes, routes
+        failed = []
+        for path in routes:
+            status, body, _ = request(base + path, timeout=60)
+            try:
+                json.loads(body)
+            except ValueError:
+                status = f"{status} (not JSON)"
+            if status != 200:
+                failed.append(f"{path}: {status} {body[:300]!r}")
+        assert not failed, "\n".join(failed)
+        listed = {e["name"]: e for e in json.loads(request(f"{base}/sdapi/v1/extensions")[1])}
+        mine = listed.get(git_extension["name"])
+        assert mine is not None, f"{git_extension['name']} not in {sorted(listed)}"
+        for key in ("remote", "commit_hash", "commit_date"):
+            assert mine[key] == git_extension[key], f"{key}: {mine[key]!r} != {git_extension[key]!r}"
+        return f"{len(routes)} routes 200; extensions lists {mine['name']} (commit_date {mine['commit_date']!r})"
 
     state: dict = {}
 
@@ -410,7 +466,20 @@ def main() -> int:
         assert "txt2img_prompt" in dom, f"the rendered DOM has no txt2img prompt box ({len(dom)} bytes)"
         return f"rendered; screenshot {shot}"
 
-    for fn in (openapi, docs, options, sd_models, samplers, txt2img, img2img, extras, file_proxy, ui_page, ui_queue):
+    for fn in (
+        openapi,
+        docs,
+        options,
+        sd_models,
+        samplers,
+        api_gets,
+        txt2img,
+        img2img,
+        extras,
+        file_proxy,
+        ui_page,
+        ui_queue,
+    ):
         fn()
     ui_browser()
     return finish(proc, args.report, log_lines)
