@@ -408,21 +408,15 @@ fn first_use_downloads_are_checked_against_the_catalog() {
 
     // TAESD's download_model (torch.hub in upstream) goes through the same check.
     let decoder = data_dir.join("models/VAE-taesd/taesd_decoder.pth");
-    let (status, body) = http(
-        port,
-        "POST",
-        "/download-preview-decoder",
-        &serde_json::json!({"url": server.url("tampered.pth"), "model_path": decoder}).to_string(),
-    );
+    let download_decoder = |file: &str| {
+        let body = serde_json::json!({"url": server.url(file), "model_path": decoder});
+        http(port, "POST", "/download-preview-decoder", &body.to_string())
+    };
+    let (status, body) = download_decoder("tampered.pth");
     assert_eq!(status, 409, "{body}\n{}", run.output());
     assert!(body.contains("sha256 mismatch for"), "{body}");
     assert!(!decoder.exists(), "a tampered preview decoder was placed");
-    let (status, body) = http(
-        port,
-        "POST",
-        "/download-preview-decoder",
-        &serde_json::json!({"url": server.url("good.pth"), "model_path": decoder}).to_string(),
-    );
+    let (status, body) = download_decoder("good.pth");
     assert_eq!(status, 200, "{body}\n{}", run.output());
     assert_eq!(std::fs::read(&decoder).unwrap(), good);
 
