@@ -307,13 +307,9 @@ rec {
     {
       HOME = unit.dataDir;
       XDG_CACHE_HOME = cacheDir;
-      # Upstream prints progress with print(); unbuffered, it reaches the journal when printed.
-      PYTHONUNBUFFERED = "1";
-      # JIT caches, in the cache directory (writable, and executable: Triton dlopens what it
-      # compiles). CUDA_CACHE_PATH is the driver's PTX cache (default ~/.nv/ComputeCache).
+      # The driver's PTX cache (default ~/.nv/ComputeCache) in the cache directory. The launcher
+      # itself puts Triton's and inductor's caches there and line-buffers upstream's output.
       CUDA_CACHE_PATH = "${cacheDir}/nv";
-      TRITON_CACHE_DIR = "${cacheDir}/triton";
-      TORCHINDUCTOR_CACHE_DIR = "${cacheDir}/inductor";
     }
     // optionalAttrs (acceleration == "cuda" && unit.devices != [ ]) {
       # CUDA's default order is fastest first; PCI bus order makes the numbers nvidia-smi's.

@@ -437,10 +437,7 @@ eq "escape plain" (m.escapeSystemdArg "--api") ''"--api"''
   {
     HOME = "/srv/sd-gpu1";
     XDG_CACHE_HOME = "/c";
-    PYTHONUNBUFFERED = "1";
     CUDA_CACHE_PATH = "/c/nv";
-    TRITON_CACHE_DIR = "/c/triton";
-    TORCHINDUCTOR_CACHE_DIR = "/c/inductor";
     CUDA_DEVICE_ORDER = "PCI_BUS_ID";
     CUDA_VISIBLE_DEVICES = "1,2";
     A = "top";
@@ -475,9 +472,6 @@ eq "escape plain" (m.escapeSystemdArg "--api") ''"--api"''
   [
     "CUDA_CACHE_PATH"
     "HOME"
-    "PYTHONUNBUFFERED"
-    "TORCHINDUCTOR_CACHE_DIR"
-    "TRITON_CACHE_DIR"
     "XDG_CACHE_HOME"
   ]
 ++ eq "environment: the user's value wins over the module's"
