@@ -330,7 +330,8 @@
             }
             ''
               ${pythonCheckEnv}
-              python ${./tests/e2e.py} ${lib.getExe cpu} ${../tests/support/tiny_model.py} $TMPDIR/e2e \
+              # The directory, so that e2e.py imports api_routes.py beside it.
+              python ${./tests}/e2e.py ${lib.getExe cpu} ${../tests/support/tiny_model.py} $TMPDIR/e2e \
                 ${cpu.managedExtensionsDir}
               touch $out
             '';

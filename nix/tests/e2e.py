@@ -10,7 +10,9 @@ Usage: python e2e.py LAUNCHER TINY_MODEL_SCRIPT WORK_DIR [MANAGED_EXTENSIONS_DIR
    (gradio alone answers 403 there),
 5. with the package's managed extensions directory: every extension of its manifest is listed
    by /sdapi/v1/extensions, enabled, and the log shows no script, callback or install.py error,
-6. stops the launcher with SIGTERM and expects it to exit cleanly.
+6. every parameterless /sdapi/v1 GET route answers 200 with JSON (api_routes.py: where
+   pydantic 2 differences show),
+7. stops the launcher with SIGTERM and expects it to exit cleanly.
 Only the standard library is used.
 """
 
@@ -28,6 +30,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+
+from api_routes import check_get_routes  # nix/tests/api_routes.py, next to this file
 
 
 def free_port() -> int:
@@ -151,6 +155,7 @@ def main(launcher: str, tiny_model: str, work: str, managed: str | None = None) 
         print("served through the proxy from under a dot directory", flush=True)
         if managed:
             check_managed_extensions(base, Path(managed), log)
+        print(f"{len(check_get_routes(base))} API GET routes answered 200", flush=True)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

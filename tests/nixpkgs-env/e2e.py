@@ -47,6 +47,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "nix" / "tests"))
+from api_routes import check_get_routes  # noqa: E402 - the sweep checks.e2e-cpu runs too
+
 RESULTS: list[dict] = []
 
 
@@ -277,28 +280,7 @@ def main() -> int:
 
     @step("api-gets")
     def api_gets():
-        status, body, _ = request(f"{base}/openapi.json")
-        assert status == 200, status
-        paths = json.loads(body)["paths"]
-        routes = sorted(
-            path
-            for path, ops in paths.items()
-            if path.startswith("/sdapi/v1/")
-            and "get" in ops
-            and "{" not in path
-            and not any(p.get("required") for p in ops["get"].get("parameters", []))
-        )
-        assert "/sdapi/v1/extensions" in routes, routes
-        failed = []
-        for path in routes:
-            status, body, _ = request(base + path, timeout=60)
-            try:
-                json.loads(body)
-            except ValueError:
-                status = f"{status} (not JSON)"
-            if status != 200:
-                failed.append(f"{path}: {status} {body[:300]!r}")
-        assert not failed, "\n".join(failed)
+        routes = check_get_routes(base)
         listed = {e["name"]: e for e in json.loads(request(f"{base}/sdapi/v1/extensions")[1])}
         mine = listed.get(git_extension["name"])
         assert mine is not None, f"{git_extension['name']} not in {sorted(listed)}"
