@@ -103,7 +103,8 @@ pub struct LauncherArgs {
     /// (upstream) Where all user data lives [default: $XDG_DATA_HOME/stable-diffusion-webui].
     #[arg(long, global = true, env = env_vars::SD_WEBUI_DATA_DIR, value_name = "PATH", help_heading = "Launcher")]
     pub data_dir: Option<PathBuf>,
-    /// Caches: Hugging Face, torch hub, bytecode [default: $XDG_CACHE_HOME/stable-diffusion-webui].
+    /// Caches: Hugging Face, torch hub, torch compile (inductor, Triton), matplotlib, bytecode
+    /// [default: $XDG_CACHE_HOME/stable-diffusion-webui].
     #[arg(long, global = true, env = env_vars::SD_WEBUI_CACHE_DIR, value_name = "PATH", help_heading = "Launcher")]
     pub cache_dir: Option<PathBuf>,
     /// Declarative settings file (defaults, presets, locks; written by the Nix module).
