@@ -100,7 +100,8 @@ def make_git_extension(extensions: Path) -> dict:
     upstream reads with GitPython; returns what /sdapi/v1/extensions must say of it."""
     name = "e2e-git-extension"
     repo = extensions / name
-    repo.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(repo, ignore_errors=True)  # this script's own, from an earlier run in the same --work
+    repo.mkdir(parents=True)
     (repo / "README.md").write_text("An empty extension for tests/nixpkgs-env/e2e.py.\n")
     remote = "https://example.invalid/e2e/e2e-git-extension.git"
     date = "1700000000 +0000"
