@@ -8,13 +8,15 @@ Shows: a locked key is refused by POST /sdapi/v1/options with a message naming t
 its manager, and is still locked after a restart; a preset's value is visible in
 GET /sdapi/v1/options; the checkpoint quicksetting (sd_model_checkpoint) can still be switched;
 a locked ui-config.json default is on the page and the Defaults tab's Apply keeps it (while
-writing an unlocked one).
+writing an unlocked one); a checkpoint switched while the startup load runs is kept (on a tree
+with patches/webui/0008, as the flake and tests/nixpkgs-env build it).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -325,3 +327,68 @@ def test_an_unknown_locked_key_stops_the_start(setup, tmp_path):
     assert "unknown key 'jpeg_qualty' (did you mean 'jpeg_quality'?)" in output
     assert "Locked settings unknown to the webui: 'samples_fromat' (did you mean 'samples_format'?)" in output
     assert SOURCE in output
+
+
+# A user extension that holds upstream's first checkpoint read until the test opens a gate (a
+# file), so that a checkpoint switch lands while the startup load is still running.
+HOLD_FIRST_LOAD = """
+import threading
+import time
+from pathlib import Path
+
+from modules import sd_models
+
+_original = sd_models.get_checkpoint_state_dict
+_first = threading.Event()
+GATE = Path(__file__).resolve().parent.parent / "gate"
+
+
+def get_checkpoint_state_dict(checkpoint_info, timer):
+    if not _first.is_set():
+        _first.set()
+        print("e2e: first checkpoint read held", flush=True)
+        deadline = time.monotonic() + 120
+        while not GATE.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return _original(checkpoint_info, timer)
+
+
+sd_models.get_checkpoint_state_dict = get_checkpoint_state_dict
+"""
+
+
+def test_a_checkpoint_chosen_during_the_first_load_is_kept(setup):
+    """patches/webui/0008: a switch made while upstream's startup load runs waits for that load
+    instead of loading beside it (the load that ended last used to win: the switch was lost)."""
+    source = (setup["root"] / "modules" / "sd_models.py").read_text(encoding="utf8")
+    if "sd_model = model_data.get_sd_model()" not in source:
+        pytest.skip("the tree lacks patches/webui/0008 (pristine upstream has this race)")
+    extension = setup["data"] / "extensions" / "e2e-hold-first-load"
+    (extension / "scripts").mkdir(parents=True)
+    (extension / "scripts" / "hold_first_load.py").write_text(HOLD_FIRST_LOAD, encoding="utf8")
+    try:
+        webui = Webui(setup)
+        try:
+            deadline = time.monotonic() + 60
+            while not any("e2e: first checkpoint read held" in line for line in list(webui.lines)):
+                assert time.monotonic() < deadline, "the first load never started:\n" + webui.output()
+                time.sleep(0.1)
+            status, models = webui.request("GET", "/sdapi/v1/sd-models")
+            other = next(m["title"] for m in models if m["model_name"] == "tiny_b")
+            reply: list = []
+            switch = threading.Thread(
+                target=lambda: reply.append(webui.request("POST", "/sdapi/v1/options", {"sd_model_checkpoint": other}))
+            )
+            switch.start()
+            time.sleep(3)  # the switch reaches reload_model_weights while the first load is held
+            (extension / "gate").touch()
+            switch.join(120)
+            assert reply and reply[0][0] == 200, reply
+            webui.wait_for_loaded_checkpoint("tiny_")
+            time.sleep(1)  # an unpatched startup load would now be writing its title over the switch
+            current = webui.request("GET", "/sdapi/v1/options")[1]["sd_model_checkpoint"]
+            assert current.startswith(other), f"the switch to {other} was lost: {current}\n{webui.output()}"
+        finally:
+            assert webui.stop() == 0, webui.output()
+    finally:
+        shutil.rmtree(extension)  # the test's own (with the __pycache__ upstream wrote in it)
