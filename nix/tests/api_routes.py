@@ -20,9 +20,10 @@ def _get(url: str, timeout: float) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-def check_get_routes(base: str, timeout: float = 60) -> list[str]:
+def check_get_routes(base: str, timeout: float = 60) -> dict[str, object]:
     """GETs each /sdapi/v1 route of ``base``'s /openapi.json that takes no path or required
-    parameter; returns them, or raises AssertionError naming every one that failed."""
+    parameter; returns each route's decoded answer, or raises AssertionError naming every one
+    that failed."""
     status, body = _get(f"{base}/openapi.json", timeout)
     assert status == 200, f"/openapi.json answered {status}"
     routes = sorted(
@@ -34,14 +35,14 @@ def check_get_routes(base: str, timeout: float = 60) -> list[str]:
         and not any(p.get("required") for p in operations["get"].get("parameters", []))
     )
     assert "/sdapi/v1/extensions" in routes, routes
-    failed = []
+    answers, failed = {}, []
     for path in routes:
         status, body = _get(base + path, timeout)
         try:
-            json.loads(body)
+            answers[path] = json.loads(body)
         except ValueError:
             status = f"{status} (not JSON)"
         if status != 200:
             failed.append(f"{path}: {status} {body[:300]!r}")
     assert not failed, "GET routes that failed:\n" + "\n".join(failed)
-    return routes
+    return answers

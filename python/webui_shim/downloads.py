@@ -40,8 +40,8 @@ def install(config: LaunchConfig) -> None:
     # (`from modules.util import load_file_from_url`), and that name is what upscalers, face
     # restorers, sd3_cond, LDSR/ScuNET/SwinIR and extensions call. Patch both, so the order in
     # which they are first imported does not matter.
-    after_import("modules.util", lambda m: _replace(m, load_file_from_url))
-    after_import("modules.modelloader", lambda m: _replace(m, load_file_from_url))
+    after_import("modules.util", lambda m: _replace(m, "load_file_from_url", load_file_from_url))
+    after_import("modules.modelloader", lambda m: _replace(m, "load_file_from_url", load_file_from_url))
     # facexlib (GFPGAN's and CodeFormer's face detector and parser) has its own
     # load_file_from_url; upstream's face_restoration_utils.patch_facexlib() wraps it to save
     # into the face restorer's model dir. Ours goes underneath that wrapper.
@@ -51,12 +51,12 @@ def install(config: LaunchConfig) -> None:
     # calls torch.hub.download_url_to_file (no resume, no catalog check). Same contract here.
     download_model = _make_download_model(load_file_from_url)
     for name in ("modules.sd_vae_taesd", "modules.sd_vae_approx"):
-        after_import(name, lambda m: _replace_download_model(m, download_model))
+        after_import(name, lambda m: _replace(m, "download_model", download_model))
 
 
-def _replace(module: ModuleType, replacement) -> None:
-    if hasattr(module, "load_file_from_url"):
-        module.load_file_from_url = replacement
+def _replace(module: ModuleType, name: str, replacement) -> None:
+    if hasattr(module, name):
+        setattr(module, name, replacement)
 
 
 def _make_load_file_from_url(data_dir: str):
@@ -95,18 +95,11 @@ def _make_download_model(load_file_from_url):
     def download_model(model_path: str, model_url: str) -> None:
         """Replaces download_model in modules.sd_vae_taesd and modules.sd_vae_approx: fetches
         ``model_url`` to ``model_path`` unless it exists, through the launcher's downloader."""
-        if os.path.exists(model_path):
-            return
         load_file_from_url(
             model_url, model_dir=os.path.dirname(model_path) or ".", file_name=os.path.basename(model_path)
         )
 
     return download_model
-
-
-def _replace_download_model(module: ModuleType, replacement) -> None:
-    if hasattr(module, "download_model"):
-        module.download_model = replacement
 
 
 def _patch_facexlib(module: ModuleType, load_file_from_url) -> None:

@@ -374,6 +374,7 @@ def test_a_checkpoint_chosen_during_the_first_load_is_kept(setup):
                 assert time.monotonic() < deadline, "the first load never started:\n" + webui.output()
                 time.sleep(0.1)
             status, models = webui.request("GET", "/sdapi/v1/sd-models")
+            assert status == 200, models
             other = next(m["title"] for m in models if m["model_name"] == "tiny_b")
             reply: list = []
             switch = threading.Thread(

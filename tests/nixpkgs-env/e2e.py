@@ -282,7 +282,7 @@ def main() -> int:
     @step("api-gets")
     def api_gets():
         routes = check_get_routes(base)
-        listed = {e["name"]: e for e in json.loads(request(f"{base}/sdapi/v1/extensions")[1])}
+        listed = {e["name"]: e for e in routes["/sdapi/v1/extensions"]}
         mine = listed.get(git_extension["name"])
         assert mine is not None, f"{git_extension['name']} not in {sorted(listed)}"
         for key in ("remote", "commit_hash", "commit_date"):
