@@ -43,10 +43,18 @@
         ./nix/checks.nix
         ./nix/formatter.nix
         ./nix/models-outputs.nix
+        ./nix/python-versions.nix
       ];
-      flake = {
-        nixosModules.default = import ./nix/module.nix { inherit (inputs) self; };
-        homeManagerModules.default = import ./nix/home-manager.nix { inherit (inputs) self; };
-      };
+      flake =
+        let
+          homeModule = import ./nix/home-manager.nix { inherit (inputs) self; };
+        in
+        {
+          nixosModules.default = import ./nix/module.nix { inherit (inputs) self; };
+          # home-manager's documented flake output is `homeModules`; `homeManagerModules`, the
+          # older name, stays as an alias so existing configurations keep working.
+          homeModules.default = homeModule;
+          homeManagerModules.default = homeModule;
+        };
     };
 }

@@ -20,7 +20,8 @@ fail=0
 
 # name<TAB>rev<TAB>patch path (relative to the repository root), one line per patch;
 # a name without patches gets one line with an empty third field.
-listing=$(python3 - "$sources" <<'PY'
+listing=$(
+  python3 - "$sources" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
 entries = {"webui": s["webui"], **s.get("repositories", {}), **s.get("extensions", {})}
@@ -37,7 +38,7 @@ PY
 declare -A listed=()
 while IFS=$'\t' read -r name _ patch; do
   [[ -n $patch ]] || continue
-  if [[ -n ${listed[$patch]:-} ]]; then
+  if [[ -n ${listed[$patch]-} ]]; then
     echo "FAIL listed twice: $patch"
     fail=1
   fi
@@ -54,7 +55,7 @@ done <<<"$listing"
 
 while IFS= read -r -d '' file; do
   rel=${file#"$root"/}
-  if [[ -z ${listed[$rel]:-} ]]; then
+  if [[ -z ${listed[$rel]-} ]]; then
     echo "FAIL orphaned (not listed in sources.json): $rel"
     fail=1
   fi

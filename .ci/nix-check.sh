@@ -11,6 +11,7 @@
 #      units, command lines, environment, sandbox, nginx upstreams and assertion messages.
 #   6. nix/models.nix: every catalog entry becomes a fixed-output fetchurl (hex sha256, http(s)
 #      URLs with hf: resolved, upstream's file name) and `declared` gives what `models ensure` reads.
+#   7. the Docker images' name and tag are valid Docker references.
 # Usage: .ci/nix-check.sh   (installs nothing; the caller provides nix-instantiate)
 set -euo pipefail
 
@@ -109,10 +110,31 @@ if [[ $model_problems != "[]" ]]; then
   echo "FAIL models: $model_problems"
   fail=1
 elif [[ $declared_ok != "true" ]]; then
-  echo "FAIL models: declared [ \"sd15\" ] is not what \`models ensure\` reads"
+  echo 'FAIL models: declared [ "sd15" ] is not what `models ensure` reads'
   fail=1
 else
   echo "models: $(nix-instantiate --eval --expr 'builtins.length (builtins.attrNames (import ./nix/models.nix { }).models)') catalog entries as fixed-output fetchurl"
+fi
+
+# 7. the Docker images' references (nix/docker-reference.nix, with nix/version.nix as
+#    nix/package.nix computes the version) against Docker's reference grammar: `docker load`
+#    refuses a tag outside [A-Za-z0-9_][A-Za-z0-9_.-]{0,127} or a name outside the path-component
+#    grammar (distribution/reference, regexp.go).
+docker_problems=$(nix-instantiate --eval --strict --json --expr '
+  let
+    version = import ./nix/version.nix;
+    tag = "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}";
+    component = "[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*";
+    check = variant:
+      let r = import ./nix/docker-reference.nix { inherit variant version; }; in
+      (if builtins.match tag r.tag != null then [ ] else [ "tag ${r.tag}" ])
+      ++ (if builtins.match "${component}(/${component})*" r.name != null then [ ] else [ "name ${r.name}" ]);
+  in builtins.concatMap check [ "cpu" "cuda" "mps" ]') || docker_problems='["evaluation failed"]'
+if [[ $docker_problems != "[]" ]]; then
+  echo "FAIL docker: not a valid Docker reference: $docker_problems"
+  fail=1
+else
+  echo "docker: image references valid ($(nix-instantiate --eval --expr '(import ./nix/docker-reference.nix { variant = "cuda"; version = import ./nix/version.nix; }).tag'))"
 fi
 
 if ((fail)); then

@@ -2,6 +2,7 @@
 # non-root user (uid 1000) with its data in the /data volume:
 #   nix build .#docker && docker load < result
 #   docker run --gpus all -p 7860:7860 -v sd-data:/data stable-diffusion-webui:<tag>
+# <tag> is nix/docker-reference.nix's, e.g. cuda-0.1.0-webui.1937682a.
 { ... }:
 {
   perSystem =
@@ -17,11 +18,29 @@
         extraPasswdLines = [ "webui:x:${uid}:${uid}:stable-diffusion-webui:/data:/sbin/nologin" ];
         extraGroupLines = [ "webui:x:${uid}:" ];
       };
+      # The NVIDIA driver inside a container: torch-bin finds libcuda.so.1 through the RUNPATH
+      # autoAddDriverRunpath gives it (/run/opengl-driver/lib, nixpkgs'
+      # pkgs/build-support/add-driver-runpath). `docker run --gpus all` (nvidia-container-toolkit)
+      # mounts the host's driver libraries into /usr/lib64 or /usr/lib/x86_64-linux-gnu (legacy
+      # mode; CDI mode: the host's own paths) and registers them in /etc/ld.so.cache, which
+      # nixpkgs' glibc never reads. So the image names those directories itself, as nixpkgs'
+      # CUDA maintainers advise for Nix-built images (NixOS/nixpkgs#278969, review of 2024-01-15:
+      # "set the LD_LIBRARY_PATH"). NVIDIA_* make the toolkit inject the compute libraries.
+      cudaEnv = [
+        "LD_LIBRARY_PATH=/run/opengl-driver/lib:/usr/lib64:/usr/lib/x86_64-linux-gnu:/usr/lib"
+        "NVIDIA_VISIBLE_DEVICES=all"
+        "NVIDIA_DRIVER_CAPABILITIES=compute,utility"
+      ];
       image =
         package:
+        let
+          reference = import ./docker-reference.nix {
+            inherit (package.passthru) variant;
+            inherit (package) version;
+          };
+        in
         pkgs.dockerTools.buildLayeredImage {
-          name = "stable-diffusion-webui";
-          tag = "${package.passthru.variant}-${package.version}";
+          inherit (reference) name tag;
           contents = [
             package
             nss
@@ -45,7 +64,8 @@
               "XDG_DATA_HOME=/data"
               "XDG_CACHE_HOME=/data/.cache"
               "SSL_CERT_FILE=${pkgs.cacert}/etc/ssl/certs/ca-bundle.crt"
-            ];
+            ]
+            ++ lib.optionals (package.passthru.variant == "cuda") cudaEnv;
             ExposedPorts."7860/tcp" = { };
             Volumes."/data" = { };
           };

@@ -22,8 +22,6 @@
   extensions ? null,
 }:
 let
-  cargoToml = lib.importTOML ../Cargo.toml;
-
   curated = sources.pins.sources.extensions or { };
   selectedExtensions =
     if extensions == null then
@@ -112,27 +110,18 @@ let
     }
   );
 
+  # The Rust build's files, listed once in rust-source.json; .ci/rust-source-build.sh builds the
+  # crate from exactly these files, so a file it embeds cannot be missing here.
   src = lib.fileset.toSource {
     root = ../.;
     fileset = lib.fileset.unions (
-      [
-        ../Cargo.toml
-        ../Cargo.lock
-        ../src
-        ../repositories/sources.json
-      ]
-      ++ map lib.fileset.maybeMissing [
-        ../build.rs
-        ../benches
-        ../tests
-        ../python
-      ]
+      map (path: ../. + "/${path}") (lib.importJSON ./rust-source.json).paths
     );
   };
 in
 rustPlatform.buildRustPackage {
   pname = "stable-diffusion-webui";
-  version = "${cargoToml.package.version}+webui.${sources.pins.webuiShortRev}";
+  version = import ./version.nix;
   inherit src;
   cargoLock.lockFile = ../Cargo.lock;
 

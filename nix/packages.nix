@@ -26,21 +26,25 @@ let
     }@args:
     let
       fromSource = cudaCapabilities != null;
-      # Source CUDA torch needs a nixpkgs evaluated with cudaSupport; everything else uses pkgs
-      # as given (setting cudaSupport globally would rebuild opencv & co. with CUDA).
-      pkgs' =
-        if fromSource then
-          import inputs.nixpkgs {
+      # Only torch and torchvision come from a nixpkgs evaluated with cudaSupport and the chosen
+      # capabilities. Everything else (the interpreter, opencv, the sources, the launcher) comes
+      # from `pkgs` as given, with the caller's config and overlays: cudaSupport on the whole
+      # set would turn opencv and others into hours-long CUDA source builds.
+      sourceTorch =
+        let
+          cudaPkgs = import inputs.nixpkgs {
             inherit (pkgs.stdenv.hostPlatform) system;
             config = pkgs.config // {
               allowUnfree = true;
               cudaSupport = true;
               inherit cudaCapabilities;
             };
-          }
-        else
-          pkgs;
-      torch =
+          };
+        in
+        {
+          inherit (cudaPkgs.python313Packages) torch torchvision;
+        };
+      torchVariant =
         if fromSource then
           "source"
         else if variant == "cpu" then
@@ -48,28 +52,30 @@ let
         else
           "bin";
       webuiPython = import ./python-packages.nix {
-        inherit (pkgs') lib fetchurl;
-        torchVariant = torch;
+        inherit (pkgs) lib fetchurl;
+        inherit torchVariant;
+        sourceTorch = if fromSource then sourceTorch else null;
+        cudaPackagesFor = major: pkgs."cudaPackages_${major}" or null;
       };
       # Named, not python3: the default python3 moves between releases; torch-bin has wheels for
       # 3.10 to 3.14 and nixpkgs 26.05's default is 3.13.
-      python = pkgs'.python313.override {
+      python = pkgs.python313.override {
         packageOverrides = webuiPython.overlay;
         self = python;
       };
-      sources = pkgs'.callPackage ./sources.nix { webuiSrc = inputs.webui; };
+      sources = pkgs.callPackage ./sources.nix { webuiSrc = inputs.webui; };
     in
-    assert pkgs.lib.assertMsg (variant != "cpu" || cudaCapabilities == null)
-      "cudaCapabilities only applies to the cuda variant";
-    pkgs'.callPackage ./package.nix (
+    assert pkgs.lib.assertMsg (cudaCapabilities == null || variant == "cuda")
+      "stable-diffusion-webui: cudaCapabilities only applies to the cuda variant, not \"${variant}\"";
+    pkgs.callPackage ./package.nix (
       {
         inherit
           python
           webuiPython
           sources
           extraPythonPackages
+          variant
           ;
-        variant = if fromSource then "cuda" else variant;
       }
       // builtins.removeAttrs args [
         "pkgs"
@@ -102,18 +108,30 @@ let
         ];
       };
     }
-    .${system};
+    .${system} or {
+      default = null;
+      all = [ ];
+    };
 in
 {
   flake.lib = { inherit mkWebui; };
 
+  # The attribute names come from `prev`: nixpkgs applies overlays as a fixed point
+  # (pkgs/top-level/stage.nix: lib.fix over lib.extends), so names computed from `final` would
+  # depend on this overlay's own result (infinite recursion on any lookup). A system without a
+  # variant gets no attributes rather than an error.
   flake.overlays.default =
-    final: _prev:
+    final: prev:
     let
-      variants = variantsFor final.stdenv.hostPlatform.system;
-      make = variant: final.lib.makeOverridable mkWebui { pkgs = final; inherit variant; };
+      variants = variantsFor prev.stdenv.hostPlatform.system;
+      make =
+        variant:
+        final.lib.makeOverridable mkWebui {
+          pkgs = final;
+          inherit variant;
+        };
     in
-    {
+    prev.lib.optionalAttrs (variants.default != null) {
       stable-diffusion-webui = make variants.default;
     }
     // builtins.listToAttrs (

@@ -18,19 +18,54 @@
   # "cpu": nixpkgs' torch (a source build, CPU only, cached on cache.nixos.org).
   # "bin": nixpkgs' torch-bin / torchvision-bin (PyTorch's own wheels: CUDA 12.8 on
   #        x86_64-linux, CPU+MPS on aarch64-darwin).
-  # "source": nixpkgs' torch as configured by the nixpkgs instance (config.cudaSupport and
-  #        config.cudaCapabilities): the CUDA build with a chosen set of GPU architectures.
+  # "source": `sourceTorch`, nixpkgs' source torch and torchvision from an instance evaluated
+  #        with config.cudaSupport and config.cudaCapabilities (nix/packages.nix): the CUDA build
+  #        for a chosen set of GPU architectures.
   # Not called `torch`: a lexical `torch` would shadow the package in every `with ps;` and
   # `with self;` list below, which then held the string "cpu" instead of torch
   # (nix/python-versions-check.nix reports any such non-package value).
   torchVariant ? "cpu",
+  # { torch, torchvision } for torchVariant "source".
+  sourceTorch ? null,
+  # major: the top-level cudaPackages_<major> (or null); torch-bin's CUDA libraries come from it.
+  cudaPackagesFor ? (_: null),
 }:
 assert lib.assertOneOf "torchVariant" torchVariant [
   "cpu"
   "bin"
   "source"
 ];
+assert torchVariant != "source" || sourceTorch != null;
 let
+  # Every package of the environment built on torch. With torch-bin they are all rebuilt
+  # locally (no binary cache has them against torch-bin), and their test suites would run there:
+  # accelerate's, timm's, open-clip-torch's and torchsde's are long (nixpkgs' files at Swarsel
+  # 4aa6836a run pytestCheckHook), and they test nixpkgs' packaging of those libraries, which
+  # Hydra already ran against the source torch. They skip them and keep their import checks.
+  torchDependents = [
+    "accelerate"
+    "clean-fid"
+    "clip"
+    "facexlib"
+    "kornia"
+    "open-clip-torch"
+    "pytorch-lightning"
+    "resize-right"
+    "spandrel"
+    "timm"
+    "torchdiffeq"
+    "torchsde"
+    "transformers"
+  ];
+  skipTestsOnTorchBin =
+    name: package:
+    if torchVariant == "bin" && lib.elem name torchDependents then
+      package.overridePythonAttrs (_: {
+        doCheck = false;
+      })
+    else
+      package;
+
   # A py3-none-any wheel from PyPI: url is the exact file, hash is `nix hash file` of it
   # (repositories/README.md, "Python wheels", shows how each was computed).
   wheel =
@@ -72,17 +107,65 @@ in
         {
           cpu = super.torch;
           bin = self.torch-bin;
-          source = super.torch;
+          source = sourceTorch.torch;
         }
         .${torchVariant};
       torchvision =
         {
           cpu = super.torchvision;
           bin = self.torchvision-bin;
-          source = super.torchvision;
+          source = sourceTorch.torchvision;
         }
         .${torchVariant};
 
+      # torch-bin's CUDA libraries: the CUDA package set its wheel was built for, read from
+      # torch-bin itself. The wheel's "+cuNNN" tag names it on Linux (cu128: CUDA 12, the default
+      # cudaPackages; cu130: CUDA 13); where torch-bin also declares meta.problems
+      # `unsupported-cuda-version` (master after 26.05 branched off: cuda-bindings older than the
+      # wheel wants; nixpkgs reads it on every platform, darwin included), the cuda-bindings version
+      # its message asks for names it. torch-bin, torchvision-bin and cuda-bindings then take that
+      # set, so the problem is solved rather than silenced. Neither hint: nixpkgs' defaults stay.
+      # The attribute names must not depend on these values: the package set's callPackage forces
+      # the final set, whose names would then depend on torch-bin itself (infinite recursion).
+    }
+    // lib.optionalAttrs (torchVariant == "bin") (
+      let
+        bin = super.torch-bin;
+        url = builtins.tryEval (bin.src.url or "");
+        wheelCuda = builtins.match ".*%2Bcu([0-9]+)[0-9]-.*" (if url.success then url.value else "");
+        # Its problems as nixpkgs alone gives them: with nixpkgs' own cuda-bindings, not the one
+        # chosen here (which is chosen from this).
+        unchosen =
+          if (lib.functionArgs bin.override) ? cuda-bindings && super ? cuda-bindings then
+            bin.override { inherit (super) cuda-bindings; }
+          else
+            bin;
+        problem = (unchosen.meta.problems or { }).unsupported-cuda-version.message or null;
+        wantedCuda =
+          if problem == null then null else builtins.match ".*cuda-bindings>=([0-9]+)[.].*" problem;
+        major =
+          if wheelCuda != null then
+            builtins.head wheelCuda
+          else if wantedCuda != null then
+            builtins.head wantedCuda
+          else
+            null;
+        cudaPackages = if major == null then null else cudaPackagesFor major;
+        withCuda =
+          package:
+          if cudaPackages != null && (lib.functionArgs package.override) ? cudaPackages then
+            package.override { inherit cudaPackages; }
+          else
+            package;
+      in
+      {
+        torch-bin = withCuda bin;
+        torchvision-bin = withCuda super.torchvision-bin;
+      }
+      // lib.optionalAttrs (super ? cuda-bindings) { cuda-bindings = withCuda super.cuda-bindings; }
+    )
+    // lib.genAttrs (lib.remove "clip" torchDependents) (name: skipTestsOnTorchBin name super.${name})
+    // {
       # nixpkgs tracks gradio 6; webui is written against gradio 3.41.2 (its only supported version).
       gradio = mkWheel {
         pname = "gradio";
@@ -179,13 +262,15 @@ in
       # openai CLIP imports `packaging` through pkg_resources, which setuptools 82 removed: with
       # it, `import clip` (k-diffusion, at webui start) fails. Import packaging itself (a no-op
       # where nixpkgs has already fixed it). tests/nixpkgs-env mirrors this (pypiPatch).
-      clip = super.clip.overridePythonAttrs (old: {
-        postPatch = (old.postPatch or "") + ''
-          substituteInPlace clip/clip.py --replace-quiet \
-            "from pkg_resources import packaging" "import packaging.version"
-        '';
-        dependencies = (old.dependencies or [ ]) ++ [ self.packaging ];
-      });
+      clip = skipTestsOnTorchBin "clip" (
+        super.clip.overridePythonAttrs (old: {
+          postPatch = (old.postPatch or "") + ''
+            substituteInPlace clip/clip.py --replace-quiet \
+              "from pkg_resources import packaging" "import packaging.version"
+          '';
+          dependencies = (old.dependencies or [ ]) ++ [ self.packaging ];
+        })
+      );
 
       # Not in nixpkgs; webui imports it for Token Merging (modules/sd_models.py).
       tomesd = mkWheel {

@@ -12,10 +12,10 @@
 #     wheel depends on is in the manifest (the overlay is evaluated with the manifest's nixpkgs
 #     versions, so the starlette >= 1.0 switch is decided as it would be);
 #   - the manifest's interpreter attribute is the one packages.nix uses.
-# With `python` and `basePython` (nix flake check):
-#   - each "nixpkgs" entry's version equals python.pkgs.<attr>.version, each "override" entry's
-#     equals the overlaid package's, and each `nixpkgsVersion` equals basePython.pkgs.<attr>.version;
-#   - python.version equals the manifest's interpreter version.
+# With `python` and `basePython` (nix flake check), `actual` holds the pin's versions: each
+# entry's python.pkgs.<attr>.version, basePython.pkgs.<attr>.version where the entry has a
+# `nixpkgsVersion`, and python.version. checks.python-versions (nix/python-versions.nix) hands it
+# to nix/update_python_versions.py, which prints the full diff against the manifest.
 {
   # nixpkgs' lib; a builtins-only stand-in when null.
   lib ? null,
@@ -34,6 +34,17 @@ let
       builtins.elem value list || throw "${name} must be one of ${builtins.toJSON list}";
     versionAtLeast = v: w: builtins.compareVersions v w >= 0;
     optionals = cond: list: if cond then list else [ ];
+    optionalAttrs = cond: set: if cond then set else { };
+    elem = builtins.elem;
+    remove = e: builtins.filter (x: x != e);
+    genAttrs =
+      names: f:
+      builtins.listToAttrs (
+        map (n: {
+          name = n;
+          value = f n;
+        }) names
+      );
   };
   l = if lib == null then stubLib else lib;
 
@@ -115,33 +126,40 @@ let
     ++ builtins.concatMap (
       o: problem (builtins.elem o wheels) "${o}: source \"override\" in the manifest, but the overlay does not build it"
     ) overrides
-    ++ problem (builtins.match ".*pkgs'\\.${manifest.python.attr}\\.override.*" (
+    ++ problem (builtins.match ".*pkgs\\.${manifest.python.attr}\\.override.*" (
       builtins.readFile ./packages.nix
     ) != null) "nix/packages.nix does not use ${manifest.python.attr} (the manifest's python.attr)";
 
-  # nix flake check: the real versions of the pin.
-  nixpkgsProblems =
+  # nix flake check: the real versions of the pin. An attribute that is missing, or that throws
+  # (a removed package's alias), reads as null rather than aborting the evaluation.
+  versionIn =
+    set: n:
+    let
+      tried = builtins.tryEval (if set ? ${n} then set.${n}.version or null else null);
+    in
+    if tried.success then tried.value else null;
+  actual =
     if python == null || basePython == null then
-      [ ]
+      null
     else
-      let
-        real = set: n: if set ? ${n} then set.${n}.version or "(no version)" else "(no such attribute)";
-      in
-      problem (
-        python.version == manifest.python.version
-      ) "python: the pin has ${python.version}, the manifest ${manifest.python.version}"
-      ++ builtins.concatMap (
-        n:
-        problem (
-          real python.pkgs n == versionOf n
-        ) "${n}: the flake's environment has ${real python.pkgs n}, the manifest ${versionOf n}"
-        ++ problem (
-          !((entry n) ? nixpkgsVersion) || real basePython.pkgs n == (entry n).nixpkgsVersion
-        ) "${n}: the pinned nixpkgs has ${real basePython.pkgs n}, the manifest's nixpkgsVersion is ${(entry n).nixpkgsVersion or ""}"
-      ) names;
+      {
+        python = python.version;
+        packages = builtins.listToAttrs (
+          map (n: {
+            name = n;
+            value = {
+              version = versionIn python.pkgs n;
+            }
+            // (if (entry n) ? nixpkgsVersion then { nixpkgsVersion = versionIn basePython.pkgs n; } else { });
+          }) names
+        );
+      };
 in
 {
-  problems = pureProblems ++ nixpkgsProblems;
+  # What the manifest must say about this flake's own files (pure).
+  problems = pureProblems;
+  # The pin's versions, for nix/update_python_versions.py (null without python/basePython).
+  inherit actual;
   inherit requirements wheels;
   packages = builtins.length names;
 }

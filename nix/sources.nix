@@ -90,9 +90,11 @@ in
     extensions
     tree
     ;
-  # Unpatched sources, for the patch check (patches applied to these must succeed).
+  # Unpatched sources, for the patch check (patches applied to these must succeed): every entry
+  # of sources.json, the curated extensions included.
   pristine = {
     webui = if webuiSrc != null then webuiSrc else fetch "webui" sources.webui;
   }
-  // lib.mapAttrs fetch sources.repositories;
+  // lib.mapAttrs fetch sources.repositories
+  // lib.mapAttrs fetch (sources.extensions or { });
 }

@@ -1,4 +1,5 @@
-# checks.home-manager-eval: the home-manager module against nix/tests/home-manager-stub.nix.
+# checks.home-manager-eval: the home-manager module against home-manager's own option types
+# (nix/tests/flake-eval/home-manager-options.nix, typed as home-manager types them).
 # Evaluates to { services, problems }: problems is [] when the user services are what they must be.
 {
   lib,
@@ -12,9 +13,10 @@ let
   eval = lib.evalModules {
     specialArgs = { inherit pkgs; };
     modules = [
-      ./home-manager-stub.nix
+      ./flake-eval/home-manager-options.nix
       module
       {
+        home.homeDirectory = "/home/alice";
         services.stable-diffusion-webui = {
           enable = true;
           port = 7870;
@@ -37,6 +39,8 @@ let
   };
   inherit (eval.config.systemd.user) services;
   webui = services.stable-diffusion-webui;
+  # home-manager declares ExecStart with `apply = lib.toList`: one command is a list of one.
+  execStart = lib.concatStringsSep " " (lib.toList webui.Service.ExecStart);
   models = services.stable-diffusion-webui-models or { };
   failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) eval.config.assertions);
   expect = [
@@ -44,10 +48,10 @@ let
       what = "a notify service on the user's data dir and port, login file read in place";
       ok =
         webui.Service.Type == "notify"
-        && lib.hasInfix ''"--data-dir" "/home/alice/.local/share/stable-diffusion-webui"'' webui.Service.ExecStart
-        && lib.hasInfix ''"--cache-dir" "/home/alice/.cache/stable-diffusion-webui"'' webui.Service.ExecStart
-        && lib.hasInfix ''"--port" "7870"'' webui.Service.ExecStart
-        && lib.hasInfix ''--gradio-auth-path "/home/alice/.config/sd-login" "--api"'' webui.Service.ExecStart;
+        && lib.hasInfix ''"--data-dir" "/home/alice/.local/share/stable-diffusion-webui"'' execStart
+        && lib.hasInfix ''"--cache-dir" "/home/alice/.cache/stable-diffusion-webui"'' execStart
+        && lib.hasInfix ''"--port" "7870"'' execStart
+        && lib.hasInfix ''--gradio-auth-path "/home/alice/.config/sd-login" "--api"'' execStart;
     }
     {
       what = "HOME stays the user's; the user's variables are set";

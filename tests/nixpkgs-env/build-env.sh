@@ -86,7 +86,8 @@ if [[ ! -f $venv/.stamp || $(cat "$venv/.stamp") != "$stamp" ]]; then
   # What the installed packages require and the manifest does not list (transitive packages
   # such as certifi or jsonschema), until nothing is missing.
   for round in 1 2 3 4 5 6; do
-    missing=$("$venv/bin/python" - "$manifest" <<'PY'
+    missing=$(
+      "$venv/bin/python" - "$manifest" <<'PY'
 import importlib.metadata as md, json, sys
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name as canon

@@ -89,7 +89,7 @@ status=0
 "$venv/bin/python" "$root/tests/nixpkgs-env/e2e.py" --launcher "$launcher" --root "$tree" --venv "$venv" \
   --ckpt "$run/model/tiny.safetensors" --work "$run" --report "$env_dir/e2e-report.json" || status=$?
 
-if [[ -n ${SD_E2E_SUITE:-} ]]; then
+if [[ -n ${SD_E2E_SUITE-} ]]; then
   log "5. e2e suite $SD_E2E_SUITE"
   if "$venv/bin/python" -c 'import pytest' 2>/dev/null; then
     SD_WEBUI_TEST_ROOT=$tree SD_WEBUI_TEST_VENV=$venv SD_WEBUI_LAUNCHER=$launcher \

@@ -129,7 +129,7 @@ def test_starlette_switch_is_consistent(manifest: dict) -> None:
 
 def test_interpreter_is_the_one_packages_nix_uses(manifest: dict) -> None:
     text = (NIX / "packages.nix").read_text()
-    assert f"pkgs'.{manifest['python']['attr']}.override" in text
+    assert f"pkgs.{manifest['python']['attr']}.override" in text
 
 
 def test_pypi_names_are_unique(manifest: dict) -> None:
