@@ -2,8 +2,8 @@
 # The formatters of nix/formatter.nix (treefmt) that install here, with treefmt's options, and a
 # diff for anything they would change: shfmt -i 2 -s on every tracked *.sh (treefmt-nix's shfmt
 # includes), ruff and rustfmt run in tests/run already. nixfmt is not here (Haskell, not in
-# Debian 12 nor on a registry; see nix/README.md): Nix formatting is checked by checks.treefmt only.
-# shfmt: SHFMT (default: shfmt on PATH); tests/requirements-ci.txt pins it (see there).
+# Debian 12 nor on a registry CI reaches; see nix/README.md): checks.treefmt checks Nix formatting.
+# shfmt: SHFMT (default: shfmt on PATH); tests/requirements-ci.txt pins it (shfmt-py, see there).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 shfmt=${SHFMT:-shfmt}

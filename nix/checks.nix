@@ -182,8 +182,7 @@
                 ]
                 ++ modules;
               };
-            failedAssertions =
-              c: map (a: a.message) (lib.filter (a: !a.assertion) c.config.assertions);
+            failedAssertions = c: map (a: a.message) (lib.filter (a: !a.assertion) c.config.assertions);
 
             cuda = self'.packages ? cuda;
             every = nixos [
@@ -235,11 +234,11 @@
                 nginx.upstreams.stable-diffusion-webui-ui.extraConfig == "ip_hash;"
                 && nginx.upstreams.stable-diffusion-webui-ui.servers ? "127.0.0.1:7862"
                 && nginx.virtualHosts."sd.example.org".locations."/".proxyWebsockets
-                && nginx.virtualHosts."sd.example.org".locations."/sdapi/".proxyPass
+                &&
+                  nginx.virtualHosts."sd.example.org".locations."/sdapi/".proxyPass
                   == "http://stable-diffusion-webui-api";
             };
-            problems =
-              failedAssertions every ++ lib.attrNames (lib.filterAttrs (_: ok: !ok) expect);
+            problems = failedAssertions every ++ lib.attrNames (lib.filterAttrs (_: ok: !ok) expect);
 
             # A configuration that cannot work stops with messages that say why.
             wrong = failedAssertions (nixos [
@@ -279,7 +278,11 @@
               cp ${docs.optionsJSON}/share/doc/nixos/options.json $out/
               # What the units run, without making the check depend on building them.
               echo ${
-                lib.escapeShellArg (builtins.unsafeDiscardStringContext (builtins.toJSON (lib.mapAttrs (_: u: u.serviceConfig.ExecStart) units)))
+                lib.escapeShellArg (
+                  builtins.unsafeDiscardStringContext (
+                    builtins.toJSON (lib.mapAttrs (_: u: u.serviceConfig.ExecStart) units)
+                  )
+                )
               } > $out/exec-start.json
             '';
 

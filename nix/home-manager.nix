@@ -79,17 +79,19 @@ in
       if overrides == { } then
         cfg.package
       else
-        (cfg.package.override or (throw "${logic.option}.package has no .override, so extensions, extraPythonPackages and cudaCapabilities cannot be applied to it"))
+        (cfg.package.override
+          or (throw "${logic.option}.package has no .override, so extensions, extraPythonPackages and cudaCapabilities cannot be applied to it")
+        )
           overrides;
 
-    assertions =
-      [
-        {
-          assertion = pkgs.stdenv.hostPlatform.isLinux;
-          message = "${logic.option} (home-manager) is a systemd user service, so Linux only; on macOS run `nix run` or `stable-diffusion-webui` yourself.";
-        }
-      ]
-      ++ map
+    assertions = [
+      {
+        assertion = pkgs.stdenv.hostPlatform.isLinux;
+        message = "${logic.option} (home-manager) is a systemd user service, so Linux only; on macOS run `nix run` or `stable-diffusion-webui` yourself.";
+      }
+    ]
+    ++
+      map
         (message: {
           assertion = false;
           inherit message;

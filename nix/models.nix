@@ -17,7 +17,9 @@
 # with stand-ins where nixpkgs cannot be fetched:
 #   nix-instantiate --eval --strict --json nix/models.nix -A problems    # [] when all is well
 {
-  fetchurl ? (args: args // { outPath = "/nix/store/00000000000000000000000000000000-${args.name}"; }),
+  fetchurl ? (
+    args: args // { outPath = "/nix/store/00000000000000000000000000000000-${args.name}"; }
+  ),
   linkFarm ? (name: entries: { inherit name entries; }),
   catalogFile ? ../models/catalog.json,
   hfEndpoint ? "https://huggingface.co",
@@ -56,7 +58,12 @@ let
     }) pinned
   );
 
-  byName = builtins.listToAttrs (map (e: { inherit (e) name; value = e; }) pinned);
+  byName = builtins.listToAttrs (
+    map (e: {
+      inherit (e) name;
+      value = e;
+    }) pinned
+  );
 
   entry =
     name:
@@ -102,7 +109,12 @@ let
       ) f.urls
       ++ (if builtins.hasAttr name helpers then [ "${name}: clashes with a helper" ] else [ ])
     ) (builtins.attrNames byName)
-    ++ (if builtins.length pinned == builtins.length catalog.models then [ ] else [ "entries without sha256" ]);
+    ++ (
+      if builtins.length pinned == builtins.length catalog.models then
+        [ ]
+      else
+        [ "entries without sha256" ]
+    );
 in
 {
   inherit models problems;

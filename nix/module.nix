@@ -291,7 +291,9 @@ in
       if overrides == { } then
         cfg.package
       else
-        (cfg.package.override or (throw "${logic.option}.package has no .override, so extensions, extraPythonPackages and cudaCapabilities cannot be applied to it"))
+        (cfg.package.override
+          or (throw "${logic.option}.package has no .override, so extensions, extraPythonPackages and cudaCapabilities cannot be applied to it")
+        )
           overrides;
 
     assertions =
@@ -310,10 +312,15 @@ in
         );
 
     warnings =
-      lib.optional (cfg.openFirewall && builtins.all (u: lib.hasPrefix "127." u.listenAddress || u.listenAddress == "::1") units)
+      lib.optional
+        (
+          cfg.openFirewall
+          && builtins.all (u: lib.hasPrefix "127." u.listenAddress || u.listenAddress == "::1") units
+        )
         "${logic.option}.openFirewall opens a port the web UI does not listen on from outside (listenAddress is loopback)."
-      ++ lib.optional (cfg.nginx.enable && cfg.openFirewall)
-        "${logic.option}: nginx is in front, yet openFirewall also opens the web UI's own ports, which bypass it.";
+      ++
+        lib.optional (cfg.nginx.enable && cfg.openFirewall)
+          "${logic.option}: nginx is in front, yet openFirewall also opens the web UI's own ports, which bypass it.";
 
     users.users = lib.mkIf (cfg.user == "stable-diffusion-webui") {
       stable-diffusion-webui = {
@@ -325,13 +332,20 @@ in
     users.groups = lib.mkIf (cfg.group == "stable-diffusion-webui") { stable-diffusion-webui = { }; };
 
     systemd.tmpfiles.settings."10-stable-diffusion-webui" = builtins.listToAttrs (
-      map (path: {
-        name = path;
-        value.d = {
-          inherit (cfg) user group;
-          mode = "0750";
-        };
-      }) (logic.directories { inherit cfg units; inherit (models) folders; })
+      map
+        (path: {
+          name = path;
+          value.d = {
+            inherit (cfg) user group;
+            mode = "0750";
+          };
+        })
+        (
+          logic.directories {
+            inherit cfg units;
+            inherit (models) folders;
+          }
+        )
     );
 
     systemd.services =

@@ -80,13 +80,9 @@ let
         passAsFile = [ "manifest" ];
       }
       ''
-        mkdir $out
-        ${lib.concatMapStrings (e: ''
-          cp -R --no-preserve=ownership ${e.src} $out/${lib.escapeShellArg e.name}
-        '') managedExtensions}
-        chmod -R u+w $out
-        python -m compileall -q -j "$NIX_BUILD_CORES" --invalidation-mode unchecked-hash $out
-        cp $manifestPath $out/manifest.json
+        python ${./assemble_extensions.py} $out $manifestPath ${
+          lib.escapeShellArgs (map (e: "${e.name}=${e.src}") managedExtensions)
+        }
       '';
 
   # Bytecode compiled at build time: the store is read-only, so Python could never cache it and

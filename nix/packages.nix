@@ -2,7 +2,7 @@
 #
 #   packages.default  x86_64-linux: cuda; aarch64-darwin: mps; aarch64-linux: cpu
 #   packages.cpu      nixpkgs' source-built torch without CUDA (cached on cache.nixos.org)
-#   packages.cuda     x86_64-linux: nixpkgs' torch-bin, PyTorch's CUDA 12.8 wheel (no compiling)
+#   packages.cuda     x86_64-linux: nixpkgs' torch-bin, PyTorch's CUDA wheel (no CUDA compiling)
 #   packages.mps      aarch64-darwin: nixpkgs' torch-bin, PyTorch's macOS arm64 wheel (MPS)
 # (nixosModules / homeManagerModules: flake.nix, nix/module.nix, nix/home-manager.nix)
 #
@@ -65,8 +65,9 @@ let
       };
       sources = pkgs.callPackage ./sources.nix { webuiSrc = inputs.webui; };
     in
-    assert pkgs.lib.assertMsg (cudaCapabilities == null || variant == "cuda")
-      "stable-diffusion-webui: cudaCapabilities only applies to the cuda variant, not \"${variant}\"";
+    assert pkgs.lib.assertMsg (
+      cudaCapabilities == null || variant == "cuda"
+    ) "stable-diffusion-webui: cudaCapabilities only applies to the cuda variant, not \"${variant}\"";
     pkgs.callPackage ./package.nix (
       {
         inherit

@@ -18,7 +18,11 @@ let
   lock = builtins.fromJSON (builtins.readFile lockFile);
 
   # { webui = {...}; "<dir under repositories/>" = {...}; } in one set; sources.json keeps them apart.
-  entries = { webui = sources.webui; } // sources.repositories // (sources.extensions or { });
+  entries = {
+    webui = sources.webui;
+  }
+  // sources.repositories
+  // (sources.extensions or { });
 
   patchesOf = name: entries.${name}.patches or [ ];
   listedPatches = builtins.concatLists (map patchesOf (builtins.attrNames entries));
@@ -83,7 +87,9 @@ let
       if lockedWebui.owner == sources.webui.owner && lockedWebui.repo == sources.webui.repo then
         [ ]
       else
-        [ "flake.lock's webui is ${lockedWebui.owner}/${lockedWebui.repo}, sources.json's ${sources.webui.owner}/${sources.webui.repo}" ]
+        [
+          "flake.lock's webui is ${lockedWebui.owner}/${lockedWebui.repo}, sources.json's ${sources.webui.owner}/${sources.webui.repo}"
+        ]
     );
 in
 {

@@ -16,7 +16,7 @@
   lib,
   fetchurl,
   # "cpu": nixpkgs' torch (a source build, CPU only, cached on cache.nixos.org).
-  # "bin": nixpkgs' torch-bin / torchvision-bin (PyTorch's own wheels: CUDA 12.8 on
+  # "bin": nixpkgs' torch-bin / torchvision-bin (PyTorch's own wheels: CUDA 12.8 or 13.0 on
   #        x86_64-linux, CPU+MPS on aarch64-darwin).
   # "source": `sourceTorch`, nixpkgs' source torch and torchvision from an instance evaluated
   #        with config.cudaSupport and config.cudaCapabilities (nix/packages.nix): the CUDA build

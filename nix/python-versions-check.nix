@@ -68,7 +68,8 @@ let
     __stub = true;
     # overlay entries that patch a nixpkgs package (clip) stay that package: not a wheel
     overridePythonAttrs = f: stub name // f (stub name);
-    version = if manifest.packages ? ${name} then (entry name).nixpkgsVersion or (versionOf name) else "0";
+    version =
+      if manifest.packages ? ${name} then (entry name).nixpkgsVersion or (versionOf name) else "0";
   };
   stubs = builtins.listToAttrs (
     map (name: {
@@ -101,7 +102,10 @@ let
 
   pureProblems =
     builtins.concatMap (
-      r: problem (manifest.packages ? ${r}) "requirement ${r} (nix/python-packages.nix) is not in nix/python-versions.json"
+      r:
+      problem (
+        manifest.packages ? ${r}
+      ) "requirement ${r} (nix/python-packages.nix) is not in nix/python-versions.json"
     ) requirements
     ++ builtins.concatMap (
       n:
@@ -120,15 +124,19 @@ let
       ) "${w}: overlay ${overlaid.${w}.version}, manifest ${(entry w).version or ""}"
       ++ builtins.concatMap (
         d:
-        problem (manifest.packages ? ${pname d}) "${pname d} (a dependency of the overlay's ${w}) is not in the manifest"
+        problem (
+          manifest.packages ? ${pname d}
+        ) "${pname d} (a dependency of the overlay's ${w}) is not in the manifest"
       ) (overlaid.${w}.dependencies or [ ])
     ) wheels
     ++ builtins.concatMap (
-      o: problem (builtins.elem o wheels) "${o}: source \"override\" in the manifest, but the overlay does not build it"
+      o:
+      problem (builtins.elem o wheels) "${o}: source \"override\" in the manifest, but the overlay does not build it"
     ) overrides
-    ++ problem (builtins.match ".*pkgs\\.${manifest.python.attr}\\.override.*" (
-      builtins.readFile ./packages.nix
-    ) != null) "nix/packages.nix does not use ${manifest.python.attr} (the manifest's python.attr)";
+    ++ problem (
+      builtins.match ".*pkgs\\.${manifest.python.attr}\\.override.*" (builtins.readFile ./packages.nix)
+      != null
+    ) "nix/packages.nix does not use ${manifest.python.attr} (the manifest's python.attr)";
 
   # nix flake check: the real versions of the pin. An attribute that is missing, or that throws
   # (a removed package's alias), reads as null rather than aborting the evaluation.

@@ -43,7 +43,7 @@
           pkgs.writeShellApplication {
             name = "update-python-versions";
             runtimeInputs = [ pkgs.python3 ];
-            text = ''exec python3 ${script} --write nix/python-versions.json ${actual}'';
+            text = "exec python3 ${script} --write nix/python-versions.json ${actual}";
           }
         );
         meta.description = "Rewrite nix/python-versions.json with the pinned nixpkgs' versions";

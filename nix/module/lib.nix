@@ -143,11 +143,12 @@ rec {
         else
           optional (!(validFolder m.folder))
             "${option}.models: folder '${m.folder}' must be a relative path of plain names below models/, like \"Stable-diffusion\" or \"Lora/sdxl\""
+          ++
+            optional (k == "url" && (m.sha256 == null || match "[0-9a-fA-F]{64}" m.sha256 == null))
+              "${option}.models: ${m.url} needs `sha256`, 64 hex digits (the launcher checks the download against it)"
           ++ optional (
-            k == "url" && (m.sha256 == null || match "[0-9a-fA-F]{64}" m.sha256 == null)
-          ) "${option}.models: ${m.url} needs `sha256`, 64 hex digits (the launcher checks the download against it)"
-          ++ optional (k == "path" && m.sha256 != null)
-            "${option}.models: ${toString m.path} is a store path: its hash is Nix's, leave `sha256` out"
+            k == "path" && m.sha256 != null
+          ) "${option}.models: ${toString m.path} is a store path: its hash is Nix's, leave `sha256` out"
           ++ optional (
             nameOf m != null && !(validFileName (nameOf m))
           ) "${option}.models: file name '${nameOf m}' must be one visible file name";
@@ -463,10 +464,12 @@ rec {
       host =
         if unit.listenAddress == "0.0.0.0" then
           "127.0.0.1"
-        else if elem unit.listenAddress [
-          "::"
-          "[::]"
-        ] then
+        else if
+          elem unit.listenAddress [
+            "::"
+            "[::]"
+          ]
+        then
           "[::1]"
         else if match ".*:.*" unit.listenAddress != null && !(hasPrefix "[" unit.listenAddress) then
           "[${unit.listenAddress}]"
@@ -542,15 +545,18 @@ rec {
     ++
       optional (cfg.acceleration == null && packageVariant == "cuda")
         "${option}.package is a CUDA build but acceleration = null: the unit would get no GPU device. Set acceleration = \"cuda\", or use the cpu package."
-    ++ optional (!(hasPrefix "/" cfg.dataDir)) "${option}.dataDir must be an absolute path, not '${cfg.dataDir}'."
     ++ optional (
-      cfg.authFile != null && hasPrefix "${storeDir}/" cfg.authFile
-    ) "${option}.authFile is in the Nix store (${cfg.authFile}), which every user can read. Give the path of a file outside the store, as a string."
+      !(hasPrefix "/" cfg.dataDir)
+    ) "${option}.dataDir must be an absolute path, not '${cfg.dataDir}'."
+    ++
+      optional (cfg.authFile != null && hasPrefix "${storeDir}/" cfg.authFile)
+        "${option}.authFile is in the Nix store (${cfg.authFile}), which every user can read. Give the path of a file outside the store, as a string."
     ++ optional (
       cfg.authFile != null && !(hasPrefix "/" cfg.authFile)
     ) "${option}.authFile must be an absolute path, not '${cfg.authFile}'."
     ++ map (
-      n: "${option}.instances.${n}: instance names are used in unit names; use letters, digits, '-' and '_'."
+      n:
+      "${option}.instances.${n}: instance names are used in unit names; use letters, digits, '-' and '_'."
     ) badNames
     ++ map (
       p: "${option}: port ${toString p} is used twice (each instance needs its own port)."

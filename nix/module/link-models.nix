@@ -10,7 +10,12 @@
 pkgs.writeShellScript "stable-diffusion-webui-link-models" ''
   set -eu
   # A user manager's PATH is the session's; name every tool.
-  PATH=${lib.makeBinPath [ pkgs.coreutils pkgs.findutils ]}
+  PATH=${
+    lib.makeBinPath [
+      pkgs.coreutils
+      pkgs.findutils
+    ]
+  }
   mkdir -p ${lib.escapeShellArg modelsDir}
   find ${lib.escapeShellArg modelsDir} -type l -lname ${lib.escapeShellArg "${builtins.storeDir}/*"} -delete
   ${lib.concatMapStrings (l: ''

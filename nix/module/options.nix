@@ -197,9 +197,13 @@ in
     type = types.submodule {
       freeformType = json.type;
       options = {
-        samples_format = typedKey types.str "webp" "File format of saved images (`png`, `jpg`, `webp`, `avif`, ...).";
+        samples_format =
+          typedKey types.str "webp"
+            "File format of saved images (`png`, `jpg`, `webp`, `avif`, ...).";
         samples_save = typedKey types.bool false "Save every generated image.";
-        sd_model_checkpoint = typedKey types.str "v1-5-pruned-emaonly.safetensors" "The checkpoint to load.";
+        sd_model_checkpoint =
+          typedKey types.str "v1-5-pruned-emaonly.safetensors"
+            "The checkpoint to load.";
         sd_vae = typedKey types.str "Automatic" "The VAE (`Automatic`, `None` or a file name).";
         CLIP_stop_at_last_layers = typedKey (types.ints.between 1 12) 2 "Clip skip.";
         enable_pnginfo = typedKey types.bool false "Write the generation parameters into the image.";

@@ -21,18 +21,24 @@ let
   # One case: a name, what lib.nix gives, what it must give.
   eq =
     name: got: expected:
-    if got == expected then
-      [ ]
-    else
-      [ "${name}: expected ${toJSON expected}, got ${toJSON got}" ];
+    if got == expected then [ ] else [ "${name}: expected ${toJSON expected}, got ${toJSON got}" ];
   # Every pattern matches one of the messages, and there are exactly that many messages.
   messages =
     name: got: patterns:
     let
       matched = p: any (msg: match ".*${p}.*" msg != null) got;
     in
-    (if length got == length patterns then [ ] else [ "${name}: ${toString (length got)} messages, expected ${toString (length patterns)}: ${toJSON got}" ])
-    ++ concatMap (p: if matched p then [ ] else [ "${name}: no message matches '${p}' in ${toJSON got}" ]) patterns;
+    (
+      if length got == length patterns then
+        [ ]
+      else
+        [
+          "${name}: ${toString (length got)} messages, expected ${toString (length patterns)}: ${toJSON got}"
+        ]
+    )
+    ++ concatMap (
+      p: if matched p then [ ] else [ "${name}: no message matches '${p}' in ${toJSON got}" ]
+    ) patterns;
 
   # What the module's options evaluate to when nothing is set.
   defaults = {
@@ -225,49 +231,50 @@ eq "escape plain" (m.escapeSystemdArg "--api") ''"--api"''
 ]) ''"a b" "50%%" "$$HOME" "say \"hi\""''
 
 # --- settings file: schema v1, nulls (undeclared typed keys) left out
-++ eq "settings file"
-  (m.settingsFile {
-    source = "NixOS option services.stable-diffusion-webui.settings";
-    presets = [
-      "private"
-      "sdxl"
-    ];
-    settings = {
-      samples_format = "webp";
-      sd_vae = null;
-      CLIP_stop_at_last_layers = 2;
-    };
-    lockedSettings = {
-      enable_pnginfo = false;
-    };
-    uiSettings = {
-      "txt2img/Sampling steps/value" = 30;
-    };
-    lockedUiSettings = { };
-  })
-  {
-    version = 1;
-    source = "NixOS option services.stable-diffusion-webui.settings";
-    presets = [
-      "private"
-      "sdxl"
-    ];
-    config = {
-      defaults = {
+++
+  eq "settings file"
+    (m.settingsFile {
+      source = "NixOS option services.stable-diffusion-webui.settings";
+      presets = [
+        "private"
+        "sdxl"
+      ];
+      settings = {
         samples_format = "webp";
+        sd_vae = null;
         CLIP_stop_at_last_layers = 2;
       };
-      locked = {
+      lockedSettings = {
         enable_pnginfo = false;
       };
-    };
-    ui_config = {
-      defaults = {
+      uiSettings = {
         "txt2img/Sampling steps/value" = 30;
       };
-      locked = { };
-    };
-  }
+      lockedUiSettings = { };
+    })
+    {
+      version = 1;
+      source = "NixOS option services.stable-diffusion-webui.settings";
+      presets = [
+        "private"
+        "sdxl"
+      ];
+      config = {
+        defaults = {
+          samples_format = "webp";
+          CLIP_stop_at_last_layers = 2;
+        };
+        locked = {
+          enable_pnginfo = false;
+        };
+      };
+      ui_config = {
+        defaults = {
+          "txt2img/Sampling steps/value" = 30;
+        };
+        locked = { };
+      };
+    }
 
 # --- models
 ++ eq "models: downloads in `models ensure` form" goodModels.downloads [
@@ -316,25 +323,28 @@ eq "escape plain" (m.escapeSystemdArg "--api") ''"--api"''
   "file name '.hidden' must be one visible file name"
   "two models are linked to models/ESRGAN/m.ckpt"
 ]
-++ eq "folder rule" (map m.validFolder [
-  "Stable-diffusion"
-  "Lora/sdxl"
-  ""
-  "/abs"
-  "a/../b"
-  "a//b"
-  ".x"
-  "a\\b"
-]) [
-  true
-  true
-  false
-  false
-  false
-  false
-  false
-  false
-]
+++
+  eq "folder rule"
+    (map m.validFolder [
+      "Stable-diffusion"
+      "Lora/sdxl"
+      ""
+      "/abs"
+      "a/../b"
+      "a//b"
+      ".x"
+      "a\\b"
+    ])
+    [
+      true
+      true
+      false
+      false
+      false
+      false
+      false
+      false
+    ]
 
 # --- units
 ++ eq "single unit" single {
@@ -386,323 +396,349 @@ eq "escape plain" (m.escapeSystemdArg "--api") ''"--api"''
   };
   sharedModels = true;
 }
-++ eq "ExecStart with the login credential and the user's arguments"
-  (m.execStart {
-    exe = "/nix/store/p/bin/stable-diffusion-webui";
-    unit = gpu1;
-    cacheDir = "/var/cache/stable-diffusion-webui";
-    settingsFile = "/nix/store/s-settings.json";
-    auth = "credential";
-  })
-  (
-    ''"/nix/store/p/bin/stable-diffusion-webui" "--data-dir" "/srv/sd-gpu1" ''
-    + ''"--cache-dir" "/var/cache/stable-diffusion-webui" "--settings-file" "/nix/store/s-settings.json" ''
-    + ''"--server-name" "0.0.0.0" "--port" "7862" --gradio-auth-path %d/gradio-auth "--api" "--medvram"''
-  )
-++ eq "ExecStart without login or arguments"
-  (m.execStart {
-    exe = "/x";
-    unit = single;
-    cacheDir = "/c";
-    settingsFile = "/s";
-    auth = null;
-  })
-  ''"/x" "--data-dir" "/var/lib/stable-diffusion-webui" "--cache-dir" "/c" "--settings-file" "/s" "--server-name" "127.0.0.1" "--port" "7860"''
-++ eq "ExecStart with a login file outside the store (home-manager)"
-  (m.execStart {
-    exe = "/x";
-    unit = single;
-    cacheDir = "/c";
-    settingsFile = "/s";
-    auth = "/home/me/100% secret";
-  })
-  ''"/x" "--data-dir" "/var/lib/stable-diffusion-webui" "--cache-dir" "/c" "--settings-file" "/s" "--server-name" "127.0.0.1" "--port" "7860" --gradio-auth-path "/home/me/100%% secret"''
-++ eq "Environment= line" (m.environmentLine "NO_PROXY" "a b,50%$") ''"NO_PROXY=a b,50%%$"''
-++ eq "models ExecStart"
-  (m.modelsExecStart {
-    exe = "/x";
-    dataDir = "/d";
-    cacheDir = "/c";
-    modelsFile = "/m.json";
-  })
-  ''"/x" "models" "ensure" "--from" "/m.json" "--data-dir" "/d" "--cache-dir" "/c"''
-
-# --- environment
-++ eq "environment: CUDA instance"
-  (m.environment {
-    unit = gpu1;
-    cacheDir = "/c";
-    acceleration = "cuda";
-  })
-  {
-    HOME = "/srv/sd-gpu1";
-    XDG_CACHE_HOME = "/c";
-    CUDA_CACHE_PATH = "/c/nv";
-    CUDA_DEVICE_ORDER = "PCI_BUS_ID";
-    CUDA_VISIBLE_DEVICES = "1,2";
-    A = "top";
-    B = "instance";
-  }
-++ eq "environment: ROCm instance chooses with HIP_VISIBLE_DEVICES"
-  (
-    let
-      env = m.environment {
-        unit = gpu0;
-        cacheDir = "/c";
-        acceleration = "rocm";
-      };
-    in
-    [
-      (env.HIP_VISIBLE_DEVICES or null)
-      (env ? CUDA_VISIBLE_DEVICES)
-    ]
-  )
-  [
-    "0"
-    false
-  ]
-++ eq "environment: a single CPU unit chooses no device"
-  (builtins.attrNames (
-    m.environment {
+++
+  eq "ExecStart with the login credential and the user's arguments"
+    (m.execStart {
+      exe = "/nix/store/p/bin/stable-diffusion-webui";
+      unit = gpu1;
+      cacheDir = "/var/cache/stable-diffusion-webui";
+      settingsFile = "/nix/store/s-settings.json";
+      auth = "credential";
+    })
+    (
+      ''"/nix/store/p/bin/stable-diffusion-webui" "--data-dir" "/srv/sd-gpu1" ''
+      + ''"--cache-dir" "/var/cache/stable-diffusion-webui" "--settings-file" "/nix/store/s-settings.json" ''
+      + ''"--server-name" "0.0.0.0" "--port" "7862" --gradio-auth-path %d/gradio-auth "--api" "--medvram"''
+    )
+++
+  eq "ExecStart without login or arguments"
+    (m.execStart {
+      exe = "/x";
       unit = single;
       cacheDir = "/c";
-      acceleration = null;
+      settingsFile = "/s";
+      auth = null;
+    })
+    ''"/x" "--data-dir" "/var/lib/stable-diffusion-webui" "--cache-dir" "/c" "--settings-file" "/s" "--server-name" "127.0.0.1" "--port" "7860"''
+++
+  eq "ExecStart with a login file outside the store (home-manager)"
+    (m.execStart {
+      exe = "/x";
+      unit = single;
+      cacheDir = "/c";
+      settingsFile = "/s";
+      auth = "/home/me/100% secret";
+    })
+    ''"/x" "--data-dir" "/var/lib/stable-diffusion-webui" "--cache-dir" "/c" "--settings-file" "/s" "--server-name" "127.0.0.1" "--port" "7860" --gradio-auth-path "/home/me/100%% secret"''
+++ eq "Environment= line" (m.environmentLine "NO_PROXY" "a b,50%$") ''"NO_PROXY=a b,50%%$"''
+++ eq "models ExecStart" (m.modelsExecStart {
+  exe = "/x";
+  dataDir = "/d";
+  cacheDir = "/c";
+  modelsFile = "/m.json";
+}) ''"/x" "models" "ensure" "--from" "/m.json" "--data-dir" "/d" "--cache-dir" "/c"''
+
+# --- environment
+++
+  eq "environment: CUDA instance"
+    (m.environment {
+      unit = gpu1;
+      cacheDir = "/c";
+      acceleration = "cuda";
+    })
+    {
+      HOME = "/srv/sd-gpu1";
+      XDG_CACHE_HOME = "/c";
+      CUDA_CACHE_PATH = "/c/nv";
+      CUDA_DEVICE_ORDER = "PCI_BUS_ID";
+      CUDA_VISIBLE_DEVICES = "1,2";
+      A = "top";
+      B = "instance";
     }
-  ))
-  [
-    "CUDA_CACHE_PATH"
-    "HOME"
-    "XDG_CACHE_HOME"
-  ]
-++ eq "environment: the user's value wins over the module's"
-  (m.environment {
-    unit = single // {
-      environment.HOME = "/elsewhere";
-    };
-    cacheDir = "/c";
-    acceleration = null;
-  }).HOME
-  "/elsewhere"
+++
+  eq "environment: ROCm instance chooses with HIP_VISIBLE_DEVICES"
+    (
+      let
+        env = m.environment {
+          unit = gpu0;
+          cacheDir = "/c";
+          acceleration = "rocm";
+        };
+      in
+      [
+        (env.HIP_VISIBLE_DEVICES or null)
+        (env ? CUDA_VISIBLE_DEVICES)
+      ]
+    )
+    [
+      "0"
+      false
+    ]
+++
+  eq "environment: a single CPU unit chooses no device"
+    (builtins.attrNames (
+      m.environment {
+        unit = single;
+        cacheDir = "/c";
+        acceleration = null;
+      }
+    ))
+    [
+      "CUDA_CACHE_PATH"
+      "HOME"
+      "XDG_CACHE_HOME"
+    ]
+++
+  eq "environment: the user's value wins over the module's"
+    (m.environment {
+      unit = single // {
+        environment.HOME = "/elsewhere";
+      };
+      cacheDir = "/c";
+      acceleration = null;
+    }).HOME
+    "/elsewhere"
 
 # --- directories, binds
-++ eq "data dir under /var/lib is a StateDirectory" (m.dataDirectory "/var/lib/stable-diffusion-webui/instances/gpu0") {
-  StateDirectory = "stable-diffusion-webui/instances/gpu0";
+++
+  eq "data dir under /var/lib is a StateDirectory"
+    (m.dataDirectory "/var/lib/stable-diffusion-webui/instances/gpu0")
+    {
+      StateDirectory = "stable-diffusion-webui/instances/gpu0";
+    }
+++ eq "data dir elsewhere is bound in" (m.dataDirectory "/srv/sd-gpu1") {
+  BindPaths = [ "/srv/sd-gpu1" ];
 }
-++ eq "data dir elsewhere is bound in" (m.dataDirectory "/srv/sd-gpu1") { BindPaths = [ "/srv/sd-gpu1" ]; }
-++ eq "instances see the declared folders read-only"
-  (m.modelBinds {
-    unit = gpu1;
-    modelsDir = "/var/lib/stable-diffusion-webui/models";
-    folders = [
-      "Stable-diffusion"
-      "Lora"
-    ];
-  })
-  [
-    "/var/lib/stable-diffusion-webui/models/Stable-diffusion:/srv/sd-gpu1/models/Stable-diffusion"
-    "/var/lib/stable-diffusion-webui/models/Lora:/srv/sd-gpu1/models/Lora"
-  ]
-++ eq "a single unit writes its own models dir"
-  (m.modelBinds {
-    unit = single;
-    modelsDir = "/var/lib/stable-diffusion-webui/models";
-    folders = [ "Stable-diffusion" ];
-  })
-  [ ]
-++ eq "directories created before the units"
-  (m.directories {
-    cfg = multi;
-    units = multiUnits;
-    folders = [ "VAE" ];
-  })
-  [
-    "/var/lib/stable-diffusion-webui"
-    "/var/lib/stable-diffusion-webui/models"
-    "/var/lib/stable-diffusion-webui/models/VAE"
-    "/var/lib/stable-diffusion-webui/instances/gpu0"
-    "/var/lib/stable-diffusion-webui/instances/gpu0/models"
-    "/var/lib/stable-diffusion-webui/instances/gpu0/models/VAE"
-    "/srv/sd-gpu1"
-    "/srv/sd-gpu1/models"
-    "/srv/sd-gpu1/models/VAE"
-  ]
+++
+  eq "instances see the declared folders read-only"
+    (m.modelBinds {
+      unit = gpu1;
+      modelsDir = "/var/lib/stable-diffusion-webui/models";
+      folders = [
+        "Stable-diffusion"
+        "Lora"
+      ];
+    })
+    [
+      "/var/lib/stable-diffusion-webui/models/Stable-diffusion:/srv/sd-gpu1/models/Stable-diffusion"
+      "/var/lib/stable-diffusion-webui/models/Lora:/srv/sd-gpu1/models/Lora"
+    ]
+++ eq "a single unit writes its own models dir" (m.modelBinds {
+  unit = single;
+  modelsDir = "/var/lib/stable-diffusion-webui/models";
+  folders = [ "Stable-diffusion" ];
+}) [ ]
+++
+  eq "directories created before the units"
+    (m.directories {
+      cfg = multi;
+      units = multiUnits;
+      folders = [ "VAE" ];
+    })
+    [
+      "/var/lib/stable-diffusion-webui"
+      "/var/lib/stable-diffusion-webui/models"
+      "/var/lib/stable-diffusion-webui/models/VAE"
+      "/var/lib/stable-diffusion-webui/instances/gpu0"
+      "/var/lib/stable-diffusion-webui/instances/gpu0/models"
+      "/var/lib/stable-diffusion-webui/instances/gpu0/models/VAE"
+      "/srv/sd-gpu1"
+      "/srv/sd-gpu1/models"
+      "/srv/sd-gpu1/models/VAE"
+    ]
 
 # --- sandbox
-++ eq "CPU: private /dev, no device" [
-  cpuHardening.PrivateDevices
-  cpuHardening.DeviceAllow
-  cpuHardening.DevicePolicy
-  cpuHardening.MemoryDenyWriteExecute
-  cpuHardening.ProtectSystem
-  cpuHardening.ProtectHome
-  cpuHardening.PrivateUsers
-  cpuHardening.CapabilityBoundingSet
-  cpuHardening.SupplementaryGroups
-] [
-  true
-  [ ]
-  "closed"
-  false
-  "strict"
-  "tmpfs"
-  true
-  [ "" ]
-  [ ]
-]
-++ eq "CUDA: /dev shared, only NVIDIA's nodes allowed" [
-  cudaHardening.PrivateDevices
-  cudaHardening.DeviceAllow
-] [
-  false
-  [
-    "char-nvidiactl"
-    "char-nvidia-caps"
-    "char-nvidia-frontend"
-    "char-nvidia-uvm"
-  ]
-]
-++ eq "ROCm: its nodes and groups"
-  (
-    let
-      h = m.hardening {
-        acceleration = "rocm";
-        ports = [ 7860 ];
-      };
-    in
+++
+  eq "CPU: private /dev, no device"
     [
-      h.DeviceAllow
-      h.SupplementaryGroups
-    ]
-  )
-  [
-    [
-      "char-drm"
-      "char-kfd"
+      cpuHardening.PrivateDevices
+      cpuHardening.DeviceAllow
+      cpuHardening.DevicePolicy
+      cpuHardening.MemoryDenyWriteExecute
+      cpuHardening.ProtectSystem
+      cpuHardening.ProtectHome
+      cpuHardening.PrivateUsers
+      cpuHardening.CapabilityBoundingSet
+      cpuHardening.SupplementaryGroups
     ]
     [
-      "render"
-      "video"
+      true
+      [ ]
+      "closed"
+      false
+      "strict"
+      "tmpfs"
+      true
+      [ "" ]
+      [ ]
     ]
-  ]
-++ eq "a port below 1024 gets CAP_NET_BIND_SERVICE, on the host's user namespace" [
-  lowPortHardening.CapabilityBoundingSet
-  lowPortHardening.AmbientCapabilities
-  lowPortHardening.PrivateUsers
-] [
-  [ "CAP_NET_BIND_SERVICE" ]
-  [ "CAP_NET_BIND_SERVICE" ]
-  false
-]
+++
+  eq "CUDA: /dev shared, only NVIDIA's nodes allowed"
+    [
+      cudaHardening.PrivateDevices
+      cudaHardening.DeviceAllow
+    ]
+    [
+      false
+      [
+        "char-nvidiactl"
+        "char-nvidia-caps"
+        "char-nvidia-frontend"
+        "char-nvidia-uvm"
+      ]
+    ]
+++
+  eq "ROCm: its nodes and groups"
+    (
+      let
+        h = m.hardening {
+          acceleration = "rocm";
+          ports = [ 7860 ];
+        };
+      in
+      [
+        h.DeviceAllow
+        h.SupplementaryGroups
+      ]
+    )
+    [
+      [
+        "char-drm"
+        "char-kfd"
+      ]
+      [
+        "render"
+        "video"
+      ]
+    ]
+++
+  eq "a port below 1024 gets CAP_NET_BIND_SERVICE, on the host's user namespace"
+    [
+      lowPortHardening.CapabilityBoundingSet
+      lowPortHardening.AmbientCapabilities
+      lowPortHardening.PrivateUsers
+    ]
+    [
+      [ "CAP_NET_BIND_SERVICE" ]
+      [ "CAP_NET_BIND_SERVICE" ]
+      false
+    ]
 
 # --- nginx
-++ eq "nginx upstreams: sticky UI, least-connections API, wildcard addresses on loopback"
-  (m.nginx {
-    units = multiUnits ++ [
-      (
-        single
-        // {
-          listenAddress = "::";
-          port = 7863;
-        }
-      )
-      (
-        single
-        // {
-          listenAddress = "fd00::2";
-          port = 7864;
-        }
-      )
-    ];
-  })
-  {
-    upstreams = {
-      stable-diffusion-webui-ui = {
-        servers = {
-          "127.0.0.1:7861" = { };
-          "127.0.0.1:7862" = { };
-          "[::1]:7863" = { };
-          "[fd00::2]:7864" = { };
+++
+  eq "nginx upstreams: sticky UI, least-connections API, wildcard addresses on loopback"
+    (m.nginx {
+      units = multiUnits ++ [
+        (
+          single
+          // {
+            listenAddress = "::";
+            port = 7863;
+          }
+        )
+        (
+          single
+          // {
+            listenAddress = "fd00::2";
+            port = 7864;
+          }
+        )
+      ];
+    })
+    {
+      upstreams = {
+        stable-diffusion-webui-ui = {
+          servers = {
+            "127.0.0.1:7861" = { };
+            "127.0.0.1:7862" = { };
+            "[::1]:7863" = { };
+            "[fd00::2]:7864" = { };
+          };
+          extraConfig = "ip_hash;";
         };
-        extraConfig = "ip_hash;";
-      };
-      stable-diffusion-webui-api = {
-        servers = {
-          "127.0.0.1:7861" = { };
-          "127.0.0.1:7862" = { };
-          "[::1]:7863" = { };
-          "[fd00::2]:7864" = { };
+        stable-diffusion-webui-api = {
+          servers = {
+            "127.0.0.1:7861" = { };
+            "127.0.0.1:7862" = { };
+            "[::1]:7863" = { };
+            "[fd00::2]:7864" = { };
+          };
+          extraConfig = "least_conn;";
         };
-        extraConfig = "least_conn;";
       };
-    };
-    locations = {
-      "/" = {
-        proxyPass = "http://stable-diffusion-webui-ui";
-        proxyWebsockets = true;
+      locations = {
+        "/" = {
+          proxyPass = "http://stable-diffusion-webui-ui";
+          proxyWebsockets = true;
+        };
+        "/sdapi/" = {
+          proxyPass = "http://stable-diffusion-webui-api";
+        };
       };
-      "/sdapi/" = {
-        proxyPass = "http://stable-diffusion-webui-api";
-      };
-    };
-  }
+    }
 
 # --- impossible combinations
 ++ eq "a good configuration has no problem" (problemsOf multi { }) [ ]
 ++ messages "CUDA on aarch64-linux" (problemsOf (defaults // { acceleration = "cuda"; }) {
   system = "aarch64-linux";
 }) [ "acceleration = \"cuda\" needs x86_64-linux.*this system is aarch64-linux" ]
-++ messages "ROCm without a ROCm package" (problemsOf (defaults // { acceleration = "rocm"; }) { }) [
-  "no ROCm torch yet"
-]
+++
+  messages "ROCm without a ROCm package" (problemsOf (defaults // { acceleration = "rocm"; }) { })
+    [
+      "no ROCm torch yet"
+    ]
 ++ eq "ROCm with a ROCm package" (problemsOf (defaults // { acceleration = "rocm"; }) {
   packageVariant = "rocm";
 }) [ ]
-++ messages "capabilities without CUDA, CUDA package on CPU"
-  (problemsOf
-    (
-      defaults
-      // {
-        cudaCapabilities = [ "8.6" ];
+++
+  messages "capabilities without CUDA, CUDA package on CPU"
+    (problemsOf
+      (
+        defaults
+        // {
+          cudaCapabilities = [ "8.6" ];
+        }
+      )
+      {
+        packageVariant = "cuda";
       }
     )
-    {
-      packageVariant = "cuda";
-    }
-  )
-  [
-    "cudaCapabilities is set but acceleration is null"
-    "package is a CUDA build but acceleration = null"
-  ]
-++ messages "login file in the store, relative data dir"
-  (problemsOf (
-    defaults
-    // {
-      authFile = "/nix/store/abc-auth";
-      dataDir = "var/lib/sd";
-    }
-  ) { })
-  [
-    "dataDir must be an absolute path"
-    "authFile is in the Nix store"
-  ]
-++ messages "instance names, ports, devices on a CPU"
-  (problemsOf (
-    defaults
-    // {
-      instances = {
-        "gpu 0" = instance // {
-          port = 7861;
-          devices = [ 0 ];
+    [
+      "cudaCapabilities is set but acceleration is null"
+      "package is a CUDA build but acceleration = null"
+    ]
+++
+  messages "login file in the store, relative data dir"
+    (problemsOf (
+      defaults
+      // {
+        authFile = "/nix/store/abc-auth";
+        dataDir = "var/lib/sd";
+      }
+    ) { })
+    [
+      "dataDir must be an absolute path"
+      "authFile is in the Nix store"
+    ]
+++
+  messages "instance names, ports, devices on a CPU"
+    (problemsOf (
+      defaults
+      // {
+        instances = {
+          "gpu 0" = instance // {
+            port = 7861;
+            devices = [ 0 ];
+          };
+          b = instance // {
+            port = 7861;
+          };
         };
-        b = instance // {
-          port = 7861;
-        };
-      };
-    }
-  ) { })
-  [
-    "instances.gpu 0: instance names are used in unit names"
-    "port 7861 is used twice"
-    "instances.gpu 0.devices is set but acceleration = null"
-  ]
+      }
+    ) { })
+    [
+      "instances.gpu 0: instance names are used in unit names"
+      "port 7861 is used twice"
+      "instances.gpu 0.devices is set but acceleration = null"
+    ]
 ++ eq "model problems are passed on" (problemsOf defaults { modelProblems = [ "x" ]; }) [ "x" ]

@@ -14,6 +14,11 @@
 #    with SyntaxWarnings as errors, as nix/package.nix does, and made read-only.
 # 4. the tiny model (tests/support/tiny_model.py), then tests/nixpkgs-env/e2e.py: the launcher
 #    with --api, offline, and each step reported PASS/FAIL. Report: ENV_DIR/e2e-report.json.
+# 4b. If SD_WEBUI_TEST_EXTENSIONS names a directory holding checkouts of the curated extensions
+#    (sources.json `extensions`, one directory per name, at the pinned revs): the managed
+#    extensions directory as nix/package.nix builds it (the `default` ones, patched, assembled by
+#    nix/assemble_extensions.py), then checks.e2e-cpu's driver (nix/tests/e2e.py) against the
+#    launcher, the tree and it. Without it this step says SKIP and why.
 # 5. If SD_E2E_SUITE names a pytest directory (the project's e2e suite) and pytest imports in
 #    the venv, that suite runs too, with SD_WEBUI_TEST_ROOT/SD_WEBUI_TEST_VENV/SD_WEBUI_LAUNCHER.
 #
@@ -54,14 +59,15 @@ if [[ -d $tree ]]; then chmod -R u+w "$tree" && rm -rf "$tree"; fi
 mkdir -p "$tree"
 tar -C "$upstream" --exclude=.git -cf - . | tar -C "$tree" -xf -
 chmod -R u+w "$tree"
-"$python" - "$root" "$tree" <<'PY'
+# Every patch of sources.json to the copies given as NAME=DIR (git apply, as nix/sources.nix).
+apply_patches() {
+  "$python" - "$root" "$@" <<'PY'
 import json, subprocess, sys
 from pathlib import Path
-root, tree = Path(sys.argv[1]), Path(sys.argv[2])
+root = Path(sys.argv[1])
 s = json.loads((root / "repositories/sources.json").read_text())
-entries = [("webui", tree, s["webui"])] + [
-    (name, tree / "repositories" / name, e) for name, e in s.get("repositories", {}).items()
-]
+pins = {"webui": s["webui"], **s.get("repositories", {}), **s.get("extensions", {})}
+entries = [(name, Path(where), pins[name]) for name, where in (a.split("=", 1) for a in sys.argv[2:])]
 for name, where, e in entries:
     if not e.get("patches"):
         continue
@@ -69,9 +75,14 @@ for name, where, e in entries:
     subprocess.run(["git", "init", "-q", str(where)], check=True)
     for patch in e["patches"]:
         subprocess.run(["git", "-C", str(where), "apply", "--whitespace=nowarn", str(root / patch)], check=True)
-        print(f"applied {patch} in {where.relative_to(tree.parent)}")
+        print(f"applied {patch} in {where}")
     subprocess.run(["rm", "-rf", str(where / ".git")], check=True)
 PY
+}
+mapfile -t repositories < <("$python" -c 'import json, sys; print("\n".join(json.load(open(sys.argv[1])).get("repositories", {})))' "$root/repositories/sources.json")
+patch_targets=("webui=$tree")
+for name in "${repositories[@]}"; do patch_targets+=("$name=$tree/repositories/$name"); done
+apply_patches "${patch_targets[@]}"
 # As nix/package.nix's withBytecode: an invalid escape sequence (SyntaxWarning) fails the build.
 "$python" -W error::SyntaxWarning -m compileall -q -j 0 --invalidation-mode unchecked-hash "$tree" >"$env_dir/compileall.log" 2>&1 || {
   echo "run-e2e: compileall -W error::SyntaxWarning failed:" >&2
@@ -88,6 +99,45 @@ mkdir -p "$run/model"
 status=0
 "$venv/bin/python" "$root/tests/nixpkgs-env/e2e.py" --launcher "$launcher" --root "$tree" --venv "$venv" \
   --ckpt "$run/model/tiny.safetensors" --work "$run" --report "$env_dir/e2e-report.json" || status=$?
+
+log "4b. managed extensions, as nix/package.nix assembles them"
+if [[ -z ${SD_WEBUI_TEST_EXTENSIONS-} ]]; then
+  echo "run-e2e: SKIP managed extensions: SD_WEBUI_TEST_EXTENSIONS is not set (a directory of the curated extensions' checkouts, one per sources.json name)" >&2
+else
+  managed=$env_dir/managed-extensions
+  sources=$env_dir/extension-sources
+  for dir in "$managed" "$sources"; do
+    if [[ -d $dir ]]; then chmod -R u+w "$dir" && rm -rf "$dir"; fi
+  done
+  mkdir -p "$sources"
+  # nix/package.nix's default selection and manifest.json, from sources.json.
+  mapfile -t curated < <(
+    "$python" - "$root/repositories/sources.json" "$sources/manifest.json" <<'PY'
+import json, sys
+ext = json.load(open(sys.argv[1])).get("extensions", {})
+chosen = sorted(n for n, e in ext.items() if e.get("default"))
+manifest = {"version": 1, "extensions": {n: {
+    "url": f"https://github.com/{ext[n]['owner']}/{ext[n]['repo']}", "rev": ext[n]["rev"],
+    "date": ext[n].get("date"), "pythonPackages": ext[n].get("pythonPackages", [])} for n in chosen}}
+json.dump(manifest, open(sys.argv[2], "w"))
+print("\n".join(chosen))
+PY
+  )
+  assemble=()
+  for name in "${curated[@]}"; do
+    [[ -d $SD_WEBUI_TEST_EXTENSIONS/$name ]] || {
+      echo "run-e2e: $SD_WEBUI_TEST_EXTENSIONS/$name is missing (a checkout of the curated extension $name)" >&2
+      exit 2
+    }
+    tar -C "$SD_WEBUI_TEST_EXTENSIONS/$name" --exclude=.git -cf - . | (mkdir -p "$sources/$name" && tar -C "$sources/$name" -xf -)
+    assemble+=("$name=$sources/$name")
+  done
+  apply_patches "${assemble[@]}"
+  "$python" "$root/nix/assemble_extensions.py" "$managed" "$sources/manifest.json" "${assemble[@]}"
+  chmod -R a-w "$managed"
+  SD_WEBUI_ROOT=$tree SD_WEBUI_PYTHON_ENV=$venv "$venv/bin/python" "$root/nix/tests/e2e.py" \
+    "$launcher" "$root/tests/support/tiny_model.py" "$run/nix-e2e" "$managed" || status=$?
+fi
 
 if [[ -n ${SD_E2E_SUITE-} ]]; then
   log "5. e2e suite $SD_E2E_SUITE"

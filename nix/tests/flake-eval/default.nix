@@ -148,7 +148,11 @@ let
   entriesWithPatches =
     let
       s = realLib.importJSON (src + "/repositories/sources.json");
-      all = { webui = s.webui; } // s.repositories // (s.extensions or { });
+      all = {
+        webui = s.webui;
+      }
+      // s.repositories
+      // (s.extensions or { });
     in
     builtins.attrNames (realLib.filterAttrs (_: e: (e.patches or [ ]) != [ ]) all);
   withCapabilities = cuda.override { cudaCapabilities = [ "8.6" ]; };
@@ -166,10 +170,17 @@ let
     ) systems;
 
     # 5: the images' references are valid Docker references.
-    "docker: image name and tag follow Docker's reference grammar" = realLib.all (
-      image:
-      builtins.match dockerTag image.imageTag != null && builtins.match dockerName image.imageName != null
-    ) (builtins.attrValues (realLib.filterAttrs (n: _: realLib.hasPrefix "docker" n) self.packages.${linux}));
+    "docker: image name and tag follow Docker's reference grammar" =
+      realLib.all
+        (
+          image:
+          builtins.match dockerTag image.imageTag != null && builtins.match dockerName image.imageName != null
+        )
+        (
+          builtins.attrValues (
+            realLib.filterAttrs (n: _: realLib.hasPrefix "docker" n) self.packages.${linux}
+          )
+        );
     # 6
     "docker: the CUDA image names the driver directories" =
       realLib.any (realLib.hasPrefix "LD_LIBRARY_PATH=/run/opengl-driver/lib:/usr/lib64")

@@ -82,7 +82,9 @@ let
     let
       forced = forceAll what {
         "config.systemd.services" = eval.config.systemd.services;
-        "config.systemd.units (the rendered unit files)" = lib.mapAttrs (_: u: u.text) eval.config.systemd.units;
+        "config.systemd.units (the rendered unit files)" = lib.mapAttrs (
+          _: u: u.text
+        ) eval.config.systemd.units;
         "config.services.nginx" = eval.config.services.nginx;
         "config.users" = eval.config.users;
         "config.systemd.tmpfiles" = eval.config.systemd.tmpfiles;
@@ -156,10 +158,12 @@ let
           && nginx.upstreams.stable-diffusion-webui-ui.servers ? "127.0.0.1:7862"
           && nginx.virtualHosts."sd.example.org".locations."/".proxyWebsockets
           && nginx.virtualHosts."sd.example.org".locations."/".recommendedProxySettings
-          && nginx.virtualHosts."sd.example.org".locations."/sdapi/".proxyPass
+          &&
+            nginx.virtualHosts."sd.example.org".locations."/sdapi/".proxyPass
             == "http://stable-diffusion-webui-api";
         "the unit file renders the sandbox" =
-          lib.hasInfix "ProtectSystem=strict\n" every.config.systemd.units."stable-diffusion-webui-gpu0.service".text;
+          lib.hasInfix "ProtectSystem=strict\n"
+            every.config.systemd.units."stable-diffusion-webui-gpu0.service".text;
       };
       checked = builtins.tryEval (
         builtins.deepSeq (lib.attrNames (lib.filterAttrs (_: ok: !ok) expect)) (
@@ -303,7 +307,11 @@ let
     "a serviceConfig value that is an attribute set" = {
       modules = [
         enabled
-        { systemd.services.stable-diffusion-webui.serviceConfig.ProtectSystem = lib.mkForce { strict = true; }; }
+        {
+          systemd.services.stable-diffusion-webui.serviceConfig.ProtectSystem = lib.mkForce {
+            strict = true;
+          };
+        }
       ];
       force = e: lib.mapAttrs (_: u: u.text) e.config.systemd.units;
     };
@@ -355,9 +363,7 @@ let
   };
   notFailing =
     lib.mapAttrsToList (name: _: "must fail, but evaluated: ${name}") (
-      lib.filterAttrs (
-        _: t: (builtins.tryEval (deep (t.force (nixos t.modules)))).success
-      ) mustFail
+      lib.filterAttrs (_: t: (builtins.tryEval (deep (t.force (nixos t.modules)))).success) mustFail
     )
     ++ lib.mapAttrsToList (name: _: "must fail, but evaluated: ${name}") (
       lib.filterAttrs (

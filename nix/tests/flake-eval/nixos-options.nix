@@ -85,9 +85,7 @@ let
     # NixOS: `toString x`, which fails on a set that is neither a derivation nor has __toString
     # ("cannot coerce a set to a string"); thrown here so that tryEval sees it (see above).
     else if builtins.isAttrs x && !(x ? outPath || x ? __toString) then
-      throw "cannot coerce a set to a string: systemd unit option value ${
-        builtins.toJSON (builtins.attrNames x)
-      }"
+      throw "cannot coerce a set to a string: systemd unit option value ${builtins.toJSON (builtins.attrNames x)}"
     else
       toString x;
 

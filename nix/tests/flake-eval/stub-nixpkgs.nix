@@ -45,7 +45,13 @@ let
 
   # --- derivations -------------------------------------------------------------------------
 
-  envOk = v: builtins.isString v || builtins.isBool v || builtins.isInt v || builtins.isPath v || lib.isDerivation v;
+  envOk =
+    v:
+    builtins.isString v
+    || builtins.isBool v
+    || builtins.isInt v
+    || builtins.isPath v
+    || lib.isDerivation v;
 
   handlerFor =
     pname: name: kind:
@@ -75,7 +81,9 @@ let
           throw "${name}: The `env` attribute set can only contain derivation, string, boolean or integer attributes. The ${lib.concatStringsSep ", " badEnv} attribute(s) are of another type."
         else if refused != { } then
           throw "Refusing to evaluate package '${name}' because it has problems:\n${
-            lib.concatStringsSep "\n" (lib.mapAttrsToList (n: p: "- ${n} (kind \"broken\"): ${p.message}") refused)
+            lib.concatStringsSep "\n" (
+              lib.mapAttrsToList (n: p: "- ${n} (kind \"broken\"): ${p.message}") refused
+            )
           }"
         else
           true;
@@ -93,7 +101,8 @@ let
           inherit name system;
           builder = "/bin/sh";
           __stubCall = call;
-          __stubCached = if cached && !(meta.unfree or false) && (meta.hydraPlatforms or null) != [ ] then "1" else "0";
+          __stubCached =
+            if cached && !(meta.unfree or false) && (meta.hydraPlatforms or null) != [ ] then "1" else "0";
         }
       );
     in
@@ -106,8 +115,7 @@ let
       drvPath = builtins.seq valid drv.drvPath;
       outPath = builtins.seq valid drv.outPath;
       passthru = attrs.passthru or { };
-      overrideAttrs =
-        f: mkDerivationWith call cached (lib.extends (lib.toExtension f) fn);
+      overrideAttrs = f: mkDerivationWith call cached (lib.extends (lib.toExtension f) fn);
     }
     // lib.optionalAttrs (attrs ? version) { inherit (attrs) version; }
     // lib.optionalAttrs (attrs ? pname) { inherit (attrs) pname; };
@@ -121,7 +129,14 @@ let
       version = "stub";
       meta = { inherit mainProgram; };
     };
-  unfree = attrs: attrs // { meta = (attrs.meta or { }) // { unfree = true; }; };
+  unfree =
+    attrs:
+    attrs
+    // {
+      meta = (attrs.meta or { }) // {
+        unfree = true;
+      };
+    };
 
   mkDerivation = mkDerivationWith "stdenv.mkDerivation" false;
 
@@ -205,9 +220,16 @@ let
       inheritPath ? true,
       derivationArgs ? { },
     }:
-    assert lib.all lib.isDerivation runtimeInputs || throw "writeShellApplication ${name}: runtimeInputs must be packages";
+    assert
+      lib.all lib.isDerivation runtimeInputs
+      || throw "writeShellApplication ${name}: runtimeInputs must be packages";
     writeTextFile {
-      inherit name meta passthru derivationArgs;
+      inherit
+        name
+        meta
+        passthru
+        derivationArgs
+        ;
       executable = true;
       destination = "/bin/${name}";
       text = "#!/bin/sh\nPATH=${lib.makeBinPath runtimeInputs}:$PATH\n${text}";
@@ -309,7 +331,13 @@ let
     mkDerivationWith "fetchFromGitHub" true {
       inherit name;
       url = "https://github.com/${owner}/${repo}/archive/${if rev != null then rev else tag}.tar.gz";
-      outputHash = if hash != "" then hash else if sha256 != "" then sha256 else lib.fakeHash;
+      outputHash =
+        if hash != "" then
+          hash
+        else if sha256 != "" then
+          sha256
+        else
+          lib.fakeHash;
       outputHashMode = "recursive";
       outputHashAlgo = if hash != "" then null else "sha256";
     }
@@ -366,7 +394,9 @@ let
         else
           throw "cargoHash, cargoVendorDir, cargoDeps, or cargoLock must be set";
     in
-    assert (attrs.useFetchCargoVendor or true) || throw "buildRustPackage: `useFetchCargoVendor` is non‐optional";
+    assert
+      (attrs.useFetchCargoVendor or true)
+      || throw "buildRustPackage: `useFetchCargoVendor` is non‐optional";
     mkDerivationWith "rustPlatform.buildRustPackage" false (
       builtins.removeAttrs attrs [
         "cargoLock"
@@ -408,35 +438,33 @@ let
         };
       };
       final = if self != null then self else python;
-      python =
-        interpreter
-        // {
-          interpreter = "${interpreter}/bin/python${lib.versions.majorMinor version}";
-          pkgs = pythonSet final packageOverrides;
-          override =
-            args:
-            pythonFor {
-              inherit version;
-              packageOverrides = args.packageOverrides or packageOverrides;
-              self = args.self or null;
+      python = interpreter // {
+        interpreter = "${interpreter}/bin/python${lib.versions.majorMinor version}";
+        pkgs = pythonSet final packageOverrides;
+        override =
+          args:
+          pythonFor {
+            inherit version;
+            packageOverrides = args.packageOverrides or packageOverrides;
+            self = args.self or null;
+          };
+        withPackages =
+          f:
+          let
+            chosen = f python.pkgs;
+            hasPythonModule = drv: drv ? pythonModule && drv.pythonModule == final;
+            modules = lib.filter hasPythonModule chosen;
+            required = lib.unique (modules ++ lib.concatLists (lib.catAttrs "requiredPythonModules" modules));
+          in
+          mkDerivationWith "python.withPackages" false {
+            name = "python3-${version}-env";
+            paths = [ interpreter ] ++ required;
+            passthru = {
+              inherit (python) interpreter;
+              python = final;
             };
-          withPackages =
-            f:
-            let
-              chosen = f python.pkgs;
-              hasPythonModule = drv: drv ? pythonModule && drv.pythonModule == final;
-              modules = lib.filter hasPythonModule chosen;
-              required = lib.unique (modules ++ lib.concatLists (lib.catAttrs "requiredPythonModules" modules));
-            in
-            mkDerivationWith "python.withPackages" false {
-              name = "python3-${version}-env";
-              paths = [ interpreter ] ++ required;
-              passthru = {
-                inherit (python) interpreter;
-                python = final;
-              };
-            };
-        };
+          };
+      };
     in
     python;
 
@@ -493,9 +521,9 @@ let
             (lib.optional (
               mismatched != [ ]
             ) "Python version mismatch in '${name}': ${(builtins.head mismatched).name} is for another Python")
-            (lib.optional (
-              (args.pytestFlagsArray or [ ]) != [ ]
-            ) "buildPythonPackage: Deprecated flag pytestFlagsArray found at ${name}. Use pytestFlags or (enabled|disabled)(TestPaths|Tests|TestMarks) instead.")
+            (lib.optional ((args.pytestFlagsArray or [ ]) != [ ])
+              "buildPythonPackage: Deprecated flag pytestFlagsArray found at ${name}. Use pytestFlags or (enabled|disabled)(TestPaths|Tests|TestMarks) instead."
+            )
           ];
           propagatedBuildInputs = propagated;
           doInstallCheck = args.doCheck or true;
@@ -596,7 +624,9 @@ let
             // {
               cudaSupport = config.cudaSupport or false;
             };
-          torchvision = plain "torchvision" { version = "0.26.0"; } // { dependencies = [ self.torch ]; };
+          torchvision = plain "torchvision" { version = "0.26.0"; } // {
+            dependencies = [ self.torch ];
+          };
           torch-bin = callPackage torchBin { };
           torchvision-bin = callPackage torchvisionBin { };
           cuda-bindings = callPackage cudaBindings { };
@@ -743,7 +773,11 @@ let
   cudaPackagesFor =
     version:
     let
-      lib' = name: mkDerivationWith "cudaPackages" true (unfree { name = "${name}-${version}"; });
+      lib' =
+        name:
+        mkDerivationWith "cudaPackages" true (unfree {
+          name = "${name}-${version}";
+        });
     in
     {
       cudaMajorMinorVersion = version;
@@ -890,7 +924,12 @@ let
   };
 
   base = final: {
-    inherit lib config system overlays;
+    inherit
+      lib
+      config
+      system
+      overlays
+      ;
     stdenv = stdenvNoCC;
     inherit stdenvNoCC;
     inherit
@@ -998,9 +1037,13 @@ let
       }:
       let
         docs = map transformOptions (lib.optionAttrSetToDocList options);
-        undocumented = lib.filter (o: o.visible && !(o.internal or false) && (o.description or null) == null) docs;
+        undocumented = lib.filter (
+          o: o.visible && !(o.internal or false) && (o.description or null) == null
+        ) docs;
       in
-      assert undocumented == [ ] || throw "nixosOptionsDoc: undocumented options: ${toString (map (o: o.name) undocumented)}";
+      assert
+        undocumented == [ ]
+        || throw "nixosOptionsDoc: undocumented options: ${toString (map (o: o.name) undocumented)}";
       {
         optionsJSON = writeText "options.json" (builtins.toJSON (map (o: o.name) docs));
       };
