@@ -19,8 +19,8 @@
         extraGroupLines = [ "webui:x:${uid}:" ];
       };
       # The NVIDIA driver inside a container: torch-bin finds libcuda.so.1 through the RUNPATH
-      # autoAddDriverRunpath gives it (/run/opengl-driver/lib, nixpkgs'
-      # pkgs/build-support/add-driver-runpath). `docker run --gpus all` (nvidia-container-toolkit)
+      # autoAddDriverRunpath gives it (/run/opengl-driver/lib: driverLink in nixpkgs'
+      # pkgs/by-name/ad/addDriverRunpath). `docker run --gpus all` (nvidia-container-toolkit)
       # mounts the host's driver libraries into /usr/lib64 or /usr/lib/x86_64-linux-gnu (legacy
       # mode; CDI mode: the host's own paths) and registers them in /etc/ld.so.cache, which
       # nixpkgs' glibc never reads. So the image names those directories itself, as nixpkgs'

@@ -79,7 +79,7 @@ let
   ];
 in
 {
-  inherit services;
+  inherit services eval;
   problems =
     failedAssertions ++ map (e: "home-manager: ${e.what}") (builtins.filter (e: !e.ok) expect);
 }

@@ -112,64 +112,16 @@ let
       (import ../module-everything.nix { inherit cuda modelFile; })
     ];
 
-  # What checks.module-eval expects of the configuration (the parts that do not need a build).
+  # What checks.module-eval expects of the configuration (nix/tests/module-eval-expect.nix).
   everythingExpect =
     cuda:
     let
-      every = everything cuda;
-      units = every.config.systemd.services;
-      gpu0 = units.stable-diffusion-webui-gpu0.serviceConfig;
-      gpu1 = units.stable-diffusion-webui-gpu1.serviceConfig;
-      nginx = every.config.services.nginx;
-      expect = {
-        "one unit per instance and the models unit, none on the top-level port" =
-          units ? stable-diffusion-webui-gpu0
-          && units ? stable-diffusion-webui-gpu1
-          && units ? stable-diffusion-webui-models
-          && !(units ? stable-diffusion-webui);
-        "instance ports, shared args first, the login credential" =
-          lib.hasInfix ''"--port" "7861" --gradio-auth-path %d/gradio-auth "--api"'' gpu0.ExecStart
-          && lib.hasInfix ''"--port" "7862" --gradio-auth-path %d/gradio-auth "--api" "--medvram"'' gpu1.ExecStart
-          && gpu0.LoadCredential == [ "gradio-auth:/run/secrets/stable-diffusion-webui-login" ];
-        "Type=notify, restart on failure, strict sandbox" =
-          gpu0.Type == "notify"
-          && gpu0.Restart == "on-failure"
-          && gpu0.ProtectSystem == "strict"
-          && gpu0.MemoryDenyWriteExecute == false;
-        "GPU per instance" =
-          !cuda
-          || (
-            units.stable-diffusion-webui-gpu1.environment.CUDA_VISIBLE_DEVICES == "1"
-            && gpu1.PrivateDevices == false
-            && lib.elem "char-nvidia-uvm" gpu1.DeviceAllow
-          );
-        "shared models read-only in each instance, own data dir writable" =
-          lib.elem "/srv/stable-diffusion-webui/models/Stable-diffusion:/srv/sd-gpu1/models/Stable-diffusion" gpu1.BindReadOnlyPaths
-          && lib.elem "/srv/stable-diffusion-webui/models/VAE:/srv/stable-diffusion-webui/instances/gpu0/models/VAE" gpu0.BindReadOnlyPaths
-          && gpu1.BindPaths == [ "/srv/sd-gpu1" ];
-        "directories exist before the units, owned by the user" =
-          every.config.systemd.tmpfiles.settings."10-stable-diffusion-webui"."/srv/sd-gpu1/models/Stable-diffusion".d.user
-          == "sd";
-        "downloads without a start timeout" =
-          units.stable-diffusion-webui-models.serviceConfig.TimeoutStartSec == "infinity";
-        "nginx: sticky UI, balanced API, proxy headers" =
-          nginx.enable
-          && nginx.upstreams.stable-diffusion-webui-ui.extraConfig == "ip_hash;"
-          && nginx.upstreams.stable-diffusion-webui-ui.servers ? "127.0.0.1:7862"
-          && nginx.virtualHosts."sd.example.org".locations."/".proxyWebsockets
-          && nginx.virtualHosts."sd.example.org".locations."/".recommendedProxySettings
-          &&
-            nginx.virtualHosts."sd.example.org".locations."/sdapi/".proxyPass
-            == "http://stable-diffusion-webui-api";
-        "the unit file renders the sandbox" =
-          lib.hasInfix "ProtectSystem=strict\n"
-            every.config.systemd.units."stable-diffusion-webui-gpu0.service".text;
+      expect = import ../module-eval-expect.nix {
+        inherit lib cuda;
+        every = everything cuda;
       };
-      checked = builtins.tryEval (
-        builtins.deepSeq (lib.attrNames (lib.filterAttrs (_: ok: !ok) expect)) (
-          lib.attrNames (lib.filterAttrs (_: ok: !ok) expect)
-        )
-      );
+      failed = lib.attrNames (lib.filterAttrs (_: ok: !ok) expect);
+      checked = builtins.tryEval (builtins.deepSeq failed failed);
     in
     if checked.success then
       map (e: "module-everything (cuda = ${lib.boolToString cuda}): ${e}") checked.value
@@ -202,34 +154,13 @@ let
 
   # --- (b) home-manager -------------------------------------------------------------------------
 
-  home = lib.evalModules {
-    specialArgs = { inherit pkgs; };
-    modules = [
-      ./home-manager-options.nix
-      homeModule
-      {
-        # home-manager has no default for it (the stub gave /home/alice)
-        home.homeDirectory = "/home/alice";
-        services.stable-diffusion-webui = {
-          enable = true;
-          port = 7870;
-          extraArgs = [ "--api" ];
-          environment.HF_HUB_OFFLINE = "1";
-          authFile = "/home/alice/.config/sd-login";
-          settings.samples_format = "webp";
-          presets = [ "private" ];
-          models = [
-            "sd15"
-            {
-              path = modelFile;
-              folder = "Stable-diffusion";
-              name = "tiny.safetensors";
-            }
-          ];
-        };
-      }
-    ];
+  # checks.home-manager-eval's configuration and expectations (nix/tests/home-manager-eval.nix),
+  # against home-manager's option types.
+  homeEval = import ../home-manager-eval.nix {
+    inherit lib pkgs modelFile;
+    module = homeModule;
   };
+  home = homeEval.eval;
 
   homeForced = forceAll "home-manager" {
     "config.systemd.user.services" = home.config.systemd.user.services;
@@ -240,62 +171,11 @@ let
     "config.services.stable-diffusion-webui" = home.config.services.stable-diffusion-webui;
   };
 
-  # nix/tests/home-manager-eval.nix's expectations. home-manager's type turns Service.ExecStart
-  # into a list (apply = lib.toList), so the command line is its one element here.
   homeExpect =
     let
-      inherit (home.config.systemd.user) services;
-      webui = services.stable-diffusion-webui;
-      models = services.stable-diffusion-webui-models or { };
-      execStart = lib.concatStringsSep " " webui.Service.ExecStart;
-      expect = [
-        {
-          what = "a notify service on the user's data dir and port, login file read in place";
-          ok =
-            webui.Service.Type == "notify"
-            && lib.length webui.Service.ExecStart == 1
-            && lib.hasInfix ''"--data-dir" "/home/alice/.local/share/stable-diffusion-webui"'' execStart
-            && lib.hasInfix ''"--cache-dir" "/home/alice/.cache/stable-diffusion-webui"'' execStart
-            && lib.hasInfix ''"--port" "7870"'' execStart
-            && lib.hasInfix ''--gradio-auth-path "/home/alice/.config/sd-login" "--api"'' execStart;
-        }
-        {
-          what = "HOME stays the user's; the user's variables are set";
-          ok =
-            builtins.elem ''"HOME=/home/alice"'' webui.Service.Environment
-            && builtins.elem ''"HF_HUB_OFFLINE=1"'' webui.Service.Environment;
-        }
-        {
-          what = "started with the session, after the models unit";
-          ok =
-            webui.Install.WantedBy == [ "default.target" ]
-            && builtins.elem "stable-diffusion-webui-models.service" webui.Unit.After;
-        }
-        {
-          what = "the models unit links the store file and ensures the catalog model";
-          ok =
-            (models.Service.Type or null) == "oneshot"
-            && builtins.length models.Service.ExecStart == 2
-            && lib.hasInfix ''"models" "ensure" "--from"'' (builtins.elemAt models.Service.ExecStart 1);
-        }
-        {
-          what = "the launcher is on PATH (models and settings commands)";
-          ok = home.config.home.packages == [ home.config.services.stable-diffusion-webui.finalPackage ];
-        }
-      ];
-      failed = map (e: "home-manager: ${e.what}") (lib.filter (e: !e.ok) expect);
-      checked = builtins.tryEval (builtins.deepSeq failed failed);
+      checked = builtins.tryEval (builtins.deepSeq homeEval.problems homeEval.problems);
     in
     if checked.success then checked.value else [ "home-manager: the expectations cannot be evaluated" ];
-
-  homeAssertions =
-    let
-      r = builtins.tryEval (deep (failedAssertions home));
-    in
-    if r.success then
-      map (m: "home-manager: failed assertion: ${m}") (failedAssertions home)
-    else
-      [ "home-manager: the assertions cannot be evaluated" ];
 
   # --- (c) mistakes that must fail ----------------------------------------------------------------
 
@@ -388,7 +268,6 @@ in
     ++ everythingExpect false
     ++ everythingExpect true
     ++ homeForced.problems
-    ++ homeAssertions
     ++ homeExpect
     ++ notFailing;
   forced = lib.foldl' (n: r: n + r.forced) homeForced.forced nixosRuns;
