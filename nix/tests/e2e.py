@@ -4,7 +4,9 @@ Usage: python e2e.py LAUNCHER TINY_MODEL_SCRIPT WORK_DIR [MANAGED_EXTENSIONS_DIR
 
 1. writes the tiny random-weights SD1 model (tests/support/tiny_model.py) into the data dir,
 2. starts the launcher on a free loopback port with --api, offline, on CPU,
-3. waits until the proxy forwards to a ready webui, runs txt2img (3 steps, 64x64),
+3. waits until the proxy forwards to a ready webui, runs txt2img (3 steps, 64x64), then txt2img
+   and img2img with every None-default request field an explicit null ("script_name": null,
+   "mask": null, ...: pydantic 1 accepted those, api_routes.py),
 4. checks the PNG in the answer, the file saved under the data dir's outputs/, and that the
    proxy serves that file at /file=<path> although the data dir sits under a dot directory
    (gradio alone answers 403 there),
@@ -31,7 +33,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from api_routes import check_get_routes  # nix/tests/api_routes.py, next to this file
+from api_routes import check_explicit_nulls, check_get_routes  # nix/tests/api_routes.py, next to this file
 
 
 def free_port() -> int:
@@ -143,6 +145,8 @@ def main(launcher: str, tiny_model: str, work: str, managed: str | None = None) 
         assert status == 200, f"txt2img answered {status}: {body[:500]!r}"
         image = base64.b64decode(json.loads(body)["images"][0])
         assert png_size(image) == (64, 64), f"unexpected image size {png_size(image)}"
+        for sent in check_explicit_nulls(base, json.loads(body)["images"][0]):
+            print("200 with explicit nulls:", sent, flush=True)
 
         saved = sorted((data / "outputs").rglob("*.png"))
         assert saved, f"no image saved under {data / 'outputs'}"

@@ -17,6 +17,8 @@ records pass/fail (a failing step does not stop the others):
                 (GitPython's int commit date as a string, as pydantic 1 gave it)
   txt2img       64x64, 3 steps: a 64x64 PNG; the image saved under the data dir
   img2img       the txt2img image, denoise 0.5: a 64x64 PNG
+  api-nulls     txt2img and img2img with every None-default field an explicit null ("script_name":
+                null, "mask": null, ...): 200 and an image (pydantic 1 took a null there, clients send it)
   extras        extra-single-image, Lanczos x2: a 128x128 PNG
   file-proxy    /file=<the saved image> (under the dot directory) through the launcher's proxy: same bytes
   ui-page       / and /config (gradio's page and its component config): 200
@@ -48,7 +50,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "nix" / "tests"))
-from api_routes import check_get_routes  # noqa: E402 - the sweep checks.e2e-cpu runs too
+from api_routes import check_explicit_nulls, check_get_routes  # noqa: E402 - checks.e2e-cpu runs them too
 
 RESULTS: list[dict] = []
 
@@ -335,6 +337,11 @@ def main() -> int:
         assert png_size(image) == (64, 64), png_size(image)
         return "64x64 PNG"
 
+    @step("api-nulls")
+    def api_nulls():
+        assert "image" in state, "no txt2img image"
+        return "200 with nulls: " + "; ".join(check_explicit_nulls(base, state["image"]))
+
     @step("extras")
     def extras():
         assert "image" in state, "no txt2img image"
@@ -458,6 +465,7 @@ def main() -> int:
         api_gets,
         txt2img,
         img2img,
+        api_nulls,
         extras,
         file_proxy,
         ui_page,

@@ -21,6 +21,9 @@
 #    launcher, the tree and it. Without it this step says SKIP and why.
 # 5. If SD_E2E_SUITE names a pytest directory (the project's e2e suite) and pytest imports in
 #    the venv, that suite runs too, with SD_WEBUI_TEST_ROOT/SD_WEBUI_TEST_VENV/SD_WEBUI_LAUNCHER.
+# 6. If SD_UPSTREAM_SUITE=1: upstream's own test suite (UPSTREAM_TREE/test, as upstream's CI runs
+#    it; tests/nixpkgs-env/upstream_suite.py) against the launcher, the patched tree and the venv,
+#    which needs pytest and pytest-base-url. Report: ENV_DIR/upstream-suite.json.
 #
 # Exit status 0 only when every step passed.
 set -euo pipefail
@@ -146,6 +149,18 @@ if [[ -n ${SD_E2E_SUITE-} ]]; then
       "$venv/bin/python" -m pytest -q -p no:cacheprovider "$SD_E2E_SUITE" || status=$?
   else
     echo "run-e2e: pytest is not in $venv (pip install pytest there to run $SD_E2E_SUITE)" >&2
+    status=1
+  fi
+fi
+
+if [[ ${SD_UPSTREAM_SUITE-} == 1 ]]; then
+  log "6. upstream's test suite"
+  if "$venv/bin/python" -c 'import pytest, pytest_base_url' 2>/dev/null; then
+    "$venv/bin/python" "$root/tests/nixpkgs-env/upstream_suite.py" --tests "$upstream/test" \
+      --launcher "$launcher" --root "$tree" --venv "$venv" --ckpt "$run/model/tiny.safetensors" \
+      --work "$run/upstream-suite" --report "$env_dir/upstream-suite.json" || status=$?
+  else
+    echo "run-e2e: pytest and pytest-base-url are not in $venv (pip install pytest pytest-base-url there)" >&2
     status=1
   fi
 fi
