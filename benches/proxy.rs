@@ -76,6 +76,7 @@ fn proxy_server() {
         let (_state, state_rx) = tokio::sync::watch::channel(BackendState::Ready {
             file_roots: roots,
             working_dir: None,
+            root_view: None,
         });
         let stdin_closed = async {
             let _ = tokio::task::spawn_blocking(|| {

@@ -88,14 +88,20 @@ pub mod _webui_launcher {
 
     /// Upstream reached its app-started point: gradio may receive requests, and the proxy
     /// may serve `/file=` from `file_roots` (the webui's data, output, temp and extension dirs).
-    /// `working_dir` is gradio's, for relative `/file=` paths.
+    /// `working_dir` is gradio's, for relative `/file=` paths; `root_view` is where such a path
+    /// is looked for when it is not below the working directory.
     #[pyfunction]
-    #[pyo3(signature = (file_roots, working_dir=None))]
-    fn backend_ready(file_roots: Vec<PathBuf>, working_dir: Option<PathBuf>) {
-        tracing::debug!(?file_roots, ?working_dir, "webui ready");
+    #[pyo3(signature = (file_roots, working_dir=None, root_view=None))]
+    fn backend_ready(
+        file_roots: Vec<PathBuf>,
+        working_dir: Option<PathBuf>,
+        root_view: Option<PathBuf>,
+    ) {
+        tracing::debug!(?file_roots, ?working_dir, ?root_view, "webui ready");
         get().set_state(BackendState::Ready {
             file_roots,
             working_dir,
+            root_view,
         });
     }
 

@@ -19,6 +19,7 @@ pub mod network;
 pub mod proxy;
 pub mod python_env;
 pub mod restart;
+pub mod root_view;
 pub mod settings;
 pub mod shim;
 pub mod sources;

@@ -62,6 +62,8 @@ pub struct LaunchConfig {
     pub managed_extensions_dir: Option<PathBuf>,
     /// The opt-in overlay prefix for extension installs (`webui_shim.overlay`).
     pub python_overlay: Option<PathBuf>,
+    /// The root view extensions see as `script_path` (`crate::root_view`); `None` outside `run`.
+    pub root_view: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]

@@ -152,6 +152,63 @@ fn managed_and_user_extensions_load_and_their_assets_pass_the_proxy() {
     );
 }
 
+/// An extension that writes under `script_path` at import and links those files relative to the
+/// root, as under upstream's launch.py: its writes land in the data dir (a name it has) or in
+/// the root view in the cache dir (a new name), both are served for the relative links, and the
+/// tree is untouched.
+#[test]
+fn an_extension_writing_under_the_webui_root_works_and_its_relative_links_are_served() {
+    let env = env_or_skip!();
+    let data = data_dir(&env);
+    env.add_fixture_extension(&data, "root-writing-extensions", "writes-to-root");
+    let tree_before = tree_snapshot(&env.webui);
+    let port = free_port();
+    let mut cmd = env.command();
+    // Bytecode is written as it is by default, so a module loaded through the root view
+    // (upstream lists its own scripts/ there) would show up in the tree if it went there.
+    cmd.env_remove("PYTHONDONTWRITEBYTECODE")
+        .args(["--port", &port.to_string()]);
+    let mut run = Running::start(cmd);
+    run.wait_ready(1);
+
+    let seen = json(port, "/writes-to-root/seen");
+    assert_eq!(
+        seen["launch.py"], true,
+        "the tree's files through the root: {seen}"
+    );
+    assert_eq!(
+        seen["config_states"], true,
+        "the data dir's through the root: {seen}"
+    );
+    let root = PathBuf::from(seen["root"].as_str().unwrap());
+    let cache = env.home.join(".cache/stable-diffusion-webui");
+    assert!(root.starts_with(&cache), "{root:?} is not in the cache dir");
+
+    for (link, bytes) in [
+        ("tmp/writes-to-root.txt", "under the root's tmp/\n"),
+        (
+            "writes-to-root-cache/tags.txt",
+            "a new directory under the root\n",
+        ),
+    ] {
+        let (status, body) = http(port, "GET", &format!("/file={link}"), "");
+        assert_eq!(status, 200, "{link}: {body}");
+        assert_eq!(body, bytes, "{link}");
+    }
+    // Where they landed: the data dir's tmp/, and the root view itself.
+    assert!(data.join("tmp/writes-to-root.txt").is_file());
+    assert!(root.join("writes-to-root-cache/tags.txt").is_file());
+    assert!(!root.join("writes-to-root-cache").is_symlink());
+
+    run.signal(libc::SIGINT);
+    assert_eq!(run.wait_exit(), 0, "{}", run.output());
+    assert_eq!(
+        tree_snapshot(&env.webui),
+        tree_before,
+        "the tree was written to"
+    );
+}
+
 #[test]
 fn same_name_managed_wins_once_logged_and_nothing_is_touched_on_disk() {
     let env = env_or_skip!();

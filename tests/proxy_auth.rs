@@ -52,6 +52,7 @@ async fn files_need_a_session_gradio_accepts() {
         BackendState::Ready {
             file_roots: gradio.file_roots(),
             working_dir: None,
+            root_view: None,
         },
     )
     .await;
@@ -124,6 +125,7 @@ async fn files_need_a_session_gradio_accepts() {
     proxy.state.send_replace(BackendState::Ready {
         file_roots: gradio.file_roots(),
         working_dir: None,
+        root_view: None,
     });
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let again = client

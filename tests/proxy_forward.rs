@@ -303,6 +303,7 @@ async fn unavailable_backend_gets_a_self_refreshing_503() {
     proxy.state.send_replace(BackendState::Ready {
         file_roots: vec![],
         working_dir: None,
+        root_view: None,
     });
     let mut status = 0;
     for _ in 0..50 {
@@ -360,6 +361,7 @@ async fn subpath_prefix_is_stripped_and_enforced() {
         BackendState::Ready {
             file_roots: vec![],
             working_dir: None,
+            root_view: None,
         },
     )
     .await;
@@ -430,6 +432,7 @@ async fn listens_on_ipv4_and_ipv6_together() {
         BackendState::Ready {
             file_roots: vec![],
             working_dir: None,
+            root_view: None,
         },
     )
     .await;

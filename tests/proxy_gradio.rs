@@ -304,6 +304,7 @@ async fn the_ui_loads_under_a_subpath() {
         stable_diffusion_webui::proxy::BackendState::Ready {
             file_roots: gradio.file_roots(),
             working_dir: None,
+            root_view: None,
         },
     )
     .await;

@@ -52,6 +52,7 @@ async fn https_is_terminated_at_the_proxy() {
         BackendState::Ready {
             file_roots: vec![],
             working_dir: None,
+            root_view: None,
         },
     )
     .await;

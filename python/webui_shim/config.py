@@ -40,6 +40,8 @@ class LaunchConfig:
     managed_extensions_dir: str | None = None
     # The opt-in overlay environment for extension installs (overlay.py), None when off.
     python_overlay: str | None = None
+    # The root view extensions see as script_path (root_view.py), None outside `run`.
+    root_view: str | None = None
 
     @classmethod
     def from_json(cls, text: str) -> LaunchConfig:

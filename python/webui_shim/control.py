@@ -19,11 +19,12 @@ def embedded() -> bool:
     return _launcher is not None
 
 
-def backend_ready(file_roots: list[str]) -> None:
+def backend_ready(file_roots: list[str], root_view: str | None = None) -> None:
     """The webui finished its app-started point: the launcher may forward requests now.
-    gradio's working directory goes along: it resolves relative ``/file=`` paths against it."""
+    gradio's working directory goes along: it resolves relative ``/file=`` paths against it;
+    the root view is where the proxy looks for them next (root_view.py)."""
     if _launcher is not None:
-        _launcher.backend_ready(file_roots, os.getcwd())
+        _launcher.backend_ready(file_roots, os.getcwd(), root_view)
 
 
 def backend_stopping() -> None:

@@ -65,6 +65,10 @@ def apply(config: LaunchConfig) -> None:
         trees = [config.webui_root]
         if config.managed_extensions_dir:
             trees.append(config.managed_extensions_dir)
+        # Upstream's scripts/ are listed through the root view once extensions load
+        # (root_view.py): their bytecode must not go through its links into the tree either.
+        if config.root_view:
+            trees.append(config.root_view)
         redirect_bytecode(trees, config.pycache_prefix)
 
 

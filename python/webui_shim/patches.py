@@ -16,7 +16,7 @@ import threading
 import time
 from types import ModuleType
 
-from . import control, downloads, extensions, locks, overlay, requirements
+from . import control, downloads, extensions, locks, overlay, requirements, root_view
 from .config import CONFIG_ENV, LaunchConfig
 from .hooks import after_import
 
@@ -42,12 +42,13 @@ def install(config: LaunchConfig) -> None:
     after_import("modules.restart", _patch_restart)
     after_import("modules.initialize_util", _patch_sigint)
     after_import("modules.shared_cmd_options", lambda m: _patch_non_local(m, config))
-    after_import("modules.script_callbacks", _patch_readiness)
+    after_import("modules.script_callbacks", lambda m: _patch_readiness(m, config))
     after_import("modules.shared_state", _patch_server_commands)
     after_import("modules.ui_gradio_extensions", _patch_root_stylesheet)
     locks.install(config)
     extensions.install(config)
     downloads.install(config)
+    root_view.install(config)
 
 
 def install_launch_utils(config: LaunchConfig) -> None:
@@ -233,7 +234,7 @@ def _patch_non_local(shared_cmd_options: ModuleType, config: LaunchConfig) -> No
     opts.disable_extension_access = opts.webui_is_non_local and not opts.enable_insecure_extension_access
 
 
-def _patch_readiness(script_callbacks: ModuleType) -> None:
+def _patch_readiness(script_callbacks: ModuleType, config: LaunchConfig) -> None:
     # app_started_callback() is upstream's "ready" point: requests that reach gradio before
     # it crash upstream ("Cannot add middleware after an application has started").
     original = script_callbacks.app_started_callback
@@ -244,29 +245,31 @@ def _patch_readiness(script_callbacks: ModuleType) -> None:
             # --nowebui: upstream calls this before uvicorn listens; wait for the socket.
             from modules.shared_cmd_options import cmd_opts
 
-            threading.Thread(target=_ready_when_listening, args=(cmd_opts.port or 7861,), daemon=True).start()
+            threading.Thread(target=_ready_when_listening, args=(cmd_opts.port or 7861, config), daemon=True).start()
         else:
-            control.backend_ready(file_roots())
+            control.backend_ready(file_roots(config), config.root_view)
 
     script_callbacks.app_started_callback = app_started_callback
 
 
-def _ready_when_listening(port: int) -> None:
+def _ready_when_listening(port: int, config: LaunchConfig) -> None:
     for _ in range(600):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
         except OSError:
             time.sleep(0.1)
             continue
-        control.backend_ready(file_roots())
+        control.backend_ready(file_roots(config), config.root_view)
         return
 
 
-def file_roots() -> list[str]:
+def file_roots(config: LaunchConfig) -> list[str]:
     """Directories whose files the launcher may serve for /file= (what the webui writes to)."""
     from modules import paths_internal, shared
 
-    roots = [paths_internal.data_path, paths_internal.extensions_dir, paths_internal.script_path]
+    # script_path is the root view once extension scripts load (root_view.py): the tree stays a
+    # root in its own right, for the absolute links upstream makes to its files.
+    roots = [paths_internal.data_path, paths_internal.extensions_dir, paths_internal.script_path, config.webui_root]
     if extensions.managed_directory():
         roots.append(extensions.managed_directory())
     opts = shared.opts

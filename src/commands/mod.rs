@@ -103,6 +103,7 @@ impl Prepared {
             settings: None,
             managed_extensions_dir: self.managed_extensions.clone(),
             python_overlay: self.python_overlay.clone(),
+            root_view: None,
         }
     }
 }

@@ -41,6 +41,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     argv.extend(plan.webui_args());
     let mut config = prepared.launch_config("run", argv, plan.non_local);
     config.settings = settings;
+    let started = std::time::Instant::now();
+    let root_view = crate::root_view::build(
+        &prepared.tree.root,
+        &prepared.dirs.data,
+        &prepared.dirs.cache,
+    )?;
+    tracing::debug!(view = %root_view.display(), elapsed = ?started.elapsed(), "root view built");
+    config.root_view = Some(root_view);
     let config_json = serde_json::to_string(&config)?;
     tracing::info!(
         webui = %prepared.tree.root.display(),

@@ -187,6 +187,9 @@ pub struct FileRoots {
     roots: Vec<Root>,
     /// gradio's working directory: relative targets are resolved against it, as gradio does.
     working_dir: Option<PathBuf>,
+    /// The root view: a relative target that does not exist below the working directory is
+    /// looked for here (under upstream the two are one directory).
+    root_view: Option<PathBuf>,
 }
 
 impl FileRoots {
@@ -239,6 +242,7 @@ impl FileRoots {
         FileRoots {
             roots,
             working_dir: None,
+            root_view: None,
         }
     }
 
@@ -248,23 +252,45 @@ impl FileRoots {
         self
     }
 
-    /// The absolute path a target names for gradio: as given, or below its working directory.
-    fn absolute(&self, target: &Target) -> Option<PathBuf> {
-        match (target.path(), &target.relative, &self.working_dir) {
-            (Some(path), _, _) => Some(path.to_owned()),
-            (None, Some(relative), Some(base)) => Some(base.join(relative)),
-            _ => None,
+    /// Look for relative targets in the root view too (absolute paths only).
+    pub fn with_root_view(mut self, root_view: Option<PathBuf>) -> Self {
+        self.root_view = root_view.filter(|dir| dir.is_absolute());
+        self
+    }
+
+    /// The absolute paths a target may name, in order: as given; a relative one below the
+    /// working directory, then below the root view (upstream's root and working directory are
+    /// one directory, so extensions link files relative to either). Lexical: no file system.
+    fn candidates(&self, target: &Target) -> Vec<PathBuf> {
+        match (target.path(), &target.relative) {
+            (Some(path), _) => vec![path.to_owned()],
+            (None, Some(relative)) => [&self.working_dir, &self.root_view]
+                .into_iter()
+                .flatten()
+                .map(|base| base.join(relative))
+                .collect(),
+            _ => Vec::new(),
         }
+    }
+
+    /// The path a target names: the first candidate that exists, else the first.
+    fn absolute(&self, target: &Target) -> Option<PathBuf> {
+        let candidates = self.candidates(target);
+        candidates
+            .iter()
+            .find(|path| std::fs::symlink_metadata(path).is_ok())
+            .or(candidates.first())
+            .cloned()
     }
 
     /// True when the target lies lexically inside a root: then the proxy decides, otherwise
     /// gradio does.
     pub fn owns(&self, target: &Target) -> bool {
-        let Some(path) = self.absolute(target) else {
-            return false;
-        };
-        self.roots.iter().any(|root| {
-            path.starts_with(&root.given) || root.canonical().is_some_and(|c| path.starts_with(c))
+        self.candidates(target).iter().any(|path| {
+            self.roots.iter().any(|root| {
+                path.starts_with(&root.given)
+                    || root.canonical().is_some_and(|c| path.starts_with(c))
+            })
         })
     }
 
@@ -360,6 +386,55 @@ mod tests {
         assert_eq!(target.path(), Some(Path::new("/a/b/c.png")));
         let relative = parse("/file=script.js").unwrap().unwrap();
         assert_eq!(relative.path(), None);
+    }
+
+    #[test]
+    fn relative_targets_not_below_the_working_directory_are_looked_for_in_the_root_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join(".local/share/sd");
+        let tree = dir.path().join("store/webui");
+        let view = dir.path().join(".cache/sd/root-view/0123");
+        for d in [data.join("tmp"), tree.join("javascript"), view.join("tmp2")] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(data.join("tmp/in-data.txt"), "data").unwrap();
+        std::fs::write(tree.join("javascript/ui.js"), "tree").unwrap();
+        std::fs::write(view.join("tmp2/wc.txt"), "view").unwrap();
+        std::os::unix::fs::symlink(tree.join("javascript"), view.join("javascript")).unwrap();
+        std::os::unix::fs::symlink(data.join("tmp"), view.join("tmp")).unwrap();
+        let secret = dir.path().join("secret.txt");
+        std::fs::write(&secret, "s").unwrap();
+        std::os::unix::fs::symlink(&secret, view.join("leak.txt")).unwrap();
+        let roots = FileRoots::new([data.clone(), tree.clone(), view.clone()])
+            .with_working_dir(Some(data.clone()))
+            .with_root_view(Some(view.clone()));
+        let decide = |raw: &str| roots.resolve(&parse(raw).unwrap().unwrap());
+        let canonical = |p: PathBuf| Decision::Serve(std::fs::canonicalize(p).unwrap());
+
+        // The working directory first, as gradio; then the view: its own files and, through
+        // its links, the tree's.
+        assert_eq!(
+            decide("/file=tmp/in-data.txt"),
+            canonical(data.join("tmp/in-data.txt"))
+        );
+        assert_eq!(
+            decide("/file=tmp2/wc.txt"),
+            canonical(view.join("tmp2/wc.txt"))
+        );
+        assert_eq!(
+            decide("/file=javascript/ui.js"),
+            canonical(tree.join("javascript/ui.js"))
+        );
+        // A link in the view leading out of every root is refused; so is what exists nowhere.
+        assert_eq!(
+            decide("/file=leak.txt"),
+            Decision::Refuse(Refusal::NotAllowed)
+        );
+        assert_eq!(
+            decide("/file=nowhere.txt"),
+            Decision::Refuse(Refusal::NotFound)
+        );
+        assert!(roots.owns(&parse("/file=tmp2/wc.txt").unwrap().unwrap()));
     }
 
     #[test]

@@ -104,6 +104,10 @@ pub enum BackendState {
         /// gradio's working directory, against which it resolves a relative `/file=` path
         /// (upstream links files below it relatively: `util.truncate_path`).
         working_dir: Option<PathBuf>,
+        /// The root view (`crate::root_view`): where a relative `/file=` path that is not below
+        /// the working directory is looked for next (extensions link files relative to the
+        /// root, which under upstream is the working directory).
+        root_view: Option<PathBuf>,
     },
     /// Restarting or shutting down: nothing may reach gradio.
     Stopping,
@@ -356,9 +360,12 @@ async fn phase_for(state: BackendState) -> Phase {
         BackendState::Ready {
             file_roots,
             working_dir,
+            root_view,
         } => {
             let roots = tokio::task::spawn_blocking(move || {
-                FileRoots::new(file_roots).with_working_dir(working_dir)
+                FileRoots::new(file_roots)
+                    .with_working_dir(working_dir)
+                    .with_root_view(root_view)
             })
             .await
             .unwrap_or_default();

@@ -515,6 +515,20 @@ def launcher_argv(
     ]
 
 
+def chromium() -> str:
+    """The Chromium the browser tests drive (Playwright's package only, never its downloads)."""
+    import pytest
+
+    configured = os.environ.get("SD_WEBUI_TEST_CHROMIUM")
+    if configured:
+        return configured
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.skip("no Chromium: install one (Debian: apt-get install chromium) or set SD_WEBUI_TEST_CHROMIUM")
+
+
 def copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, symlinks=True)
 

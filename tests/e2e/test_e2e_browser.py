@@ -13,8 +13,6 @@ stylesheet's font @import included.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import tempfile
 import time
 import urllib.parse
@@ -46,17 +44,6 @@ UI_DEFAULTS = {
 CHECKED_RESOURCES = {"document", "script", "stylesheet", "image", "font", "fetch", "xhr", "media"}
 
 
-def _chromium() -> str:
-    configured = os.environ.get("SD_WEBUI_TEST_CHROMIUM")
-    if configured:
-        return configured
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.skip("no Chromium: install one (Debian: apt-get install chromium) or set SD_WEBUI_TEST_CHROMIUM")
-
-
 def _is_gallery_output(url: str, data: Path) -> bool:
     path = urllib.parse.unquote(urllib.parse.urlsplit(url).path)
     return path.startswith("/file=") and path[len("/file=") :].startswith(str(data / "outputs") + "/")
@@ -65,7 +52,7 @@ def _is_gallery_output(url: str, data: Path) -> bool:
 @pytest.fixture(scope="module")
 def session(e2e, tmp_path_factory, artifacts):
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-    chromium = _chromium()
+    chromium = h.chromium()
     site = Site.create(tmp_path_factory.mktemp("browser"))
     site.add_tiny_model()
     site.data.mkdir(parents=True, exist_ok=True)

@@ -186,6 +186,19 @@ impl TestEnv {
         );
     }
 
+    /// A copy of one extension of `tests/fixtures/<set>/<name>` in `<data>/extensions`, as a
+    /// user installs one.
+    #[allow(
+        dead_code,
+        reason = "used by tests/extensions.rs, not tests/launcher.rs"
+    )]
+    pub fn add_fixture_extension(&self, data: &Path, set: &str, name: &str) {
+        copy_dir(
+            &Path::new(FIXTURE).join(set).join(name),
+            &data.join("extensions").join(name),
+        );
+    }
+
     /// A copy of the managed extensions fixture (a directory the Nix package would build).
     #[allow(
         dead_code,

@@ -227,6 +227,7 @@ impl RunningProxy {
             BackendState::Ready {
                 file_roots: roots,
                 working_dir: None,
+                root_view: None,
             },
         )
         .await
