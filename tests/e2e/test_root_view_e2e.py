@@ -68,6 +68,9 @@ def webui(tmp_path_factory):
     server = h.Server(argv, env=env, cwd=base, log_path=h.artifacts_dir() / "root-view-e2e.log").start()
     try:
         server.wait_ready()
+        # The checkpoint loads in the background after "ready"; stop only after it, as a user
+        # would (a stop during that load is another matter than this test's).
+        server.wait_for_line("Model loaded in", 300)
         yield {"server": server, "base": f"http://127.0.0.1:{port}", "data": data, "cache": cache}
     finally:
         code = server.stop()
