@@ -32,8 +32,12 @@ let
       # set would turn opencv and others into hours-long CUDA source builds.
       sourceTorch =
         let
-          cudaPkgs = import inputs.nixpkgs {
+          # The caller's nixpkgs (its revision, its overlays), only reconfigured: torch built
+          # on another nixpkgs would be for another python313 than the rest of the set, which
+          # buildPythonPackage refuses ("Python version mismatch").
+          cudaPkgs = import pkgs.path {
             inherit (pkgs.stdenv.hostPlatform) system;
+            inherit (pkgs) overlays;
             config = pkgs.config // {
               allowUnfree = true;
               cudaSupport = true;

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::env_vars;
+use crate::subpath::Subpath;
 
 const AFTER_HELP: &str = "\
 Every other option is passed to the webui unchanged (see `--webui-help` for upstream's list),
@@ -147,8 +148,8 @@ pub struct NetworkArgs {
     #[arg(long, value_name = "NAME", help_heading = "Network")]
     pub server_name: Option<String>,
     /// (upstream) Serve the UI under this path prefix, e.g. `sd` for /sd/.
-    #[arg(long, value_name = "PATH", help_heading = "Network")]
-    pub subpath: Option<String>,
+    #[arg(long, value_name = "PATH", value_parser = Subpath::parse, help_heading = "Network")]
+    pub subpath: Option<Subpath>,
     /// (upstream) TLS private key file.
     #[arg(
         long,

@@ -23,3 +23,4 @@ pub mod root_view;
 pub mod settings;
 pub mod shim;
 pub mod sources;
+pub mod subpath;

@@ -1,5 +1,6 @@
 //! `stable-diffusion-webui`: parse, set up logging, dispatch. All work lives in the library.
 
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use stable_diffusion_webui::cli::{self, Command};
@@ -17,16 +18,8 @@ fn main() -> ExitCode {
         Err(error) => error.exit(),
     };
     init_logging();
-    if cli.launcher.version {
-        let webui = Sources::pinned().webui;
-        println!("stable-diffusion-webui {}", env!("CARGO_PKG_VERSION"));
-        println!(
-            "webui {}/{}@{} (pinned)",
-            webui.owner, webui.repo, webui.rev
-        );
-        return ExitCode::SUCCESS;
-    }
     let result = match &cli.command {
+        _ if cli.launcher.version => version(),
         Some(Command::Doctor(args)) => commands::doctor::run(&cli.launcher, args),
         Some(Command::Settings(args)) => commands::settings::run(&cli.launcher, args),
         Some(Command::Models(args)) => commands::models::run(&cli.launcher, args),
@@ -35,6 +28,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader went away (`... | head`): as ripgrep does, that is a normal end.
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
             for cause in error.chain().skip(1) {
@@ -43,6 +38,31 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn version() -> anyhow::Result<ExitCode> {
+    let webui = Sources::pinned().webui;
+    let mut stdout = io::stdout().lock();
+    writeln!(
+        stdout,
+        "stable-diffusion-webui {}",
+        env!("CARGO_PKG_VERSION")
+    )?;
+    writeln!(
+        stdout,
+        "webui {}/{}@{} (pinned)",
+        webui.owner, webui.repo, webui.rev
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether any link of the chain is an [`io::ErrorKind::BrokenPipe`].
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn init_logging() {

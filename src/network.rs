@@ -6,6 +6,7 @@
 
 use crate::cli::NetworkArgs;
 pub use crate::proxy::TlsFiles;
+use crate::subpath::Subpath;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
 
 /// Upstream's default port.
@@ -21,8 +22,6 @@ pub enum NetworkError {
     },
     #[error("Failed to find a free loopback port for gradio")]
     PrivatePort(#[source] std::io::Error),
-    #[error("--subpath `{0}` is not a path prefix; use letters, digits, `-`, `_`, `.` and `/`")]
-    Subpath(String),
 }
 
 /// Whether gradio faces the user directly or sits behind the launcher's proxy.
@@ -42,8 +41,8 @@ pub struct NetworkPlan {
     pub backend: SocketAddr,
     /// Reachable from other machines (upstream's "non-local" protections apply).
     pub non_local: bool,
-    /// Path prefix without surrounding slashes.
-    pub subpath: Option<String>,
+    /// Path prefix (never the root: that is `None`).
+    pub subpath: Option<Subpath>,
     pub tls: Option<TlsFiles>,
     pub autolaunch: bool,
     /// Host name as the user gave it, for the printed URL.
@@ -81,18 +80,7 @@ impl NetworkPlan {
             Mode::Direct => public[0],
             Mode::Proxy => SocketAddr::from((Ipv4Addr::LOCALHOST, free_loopback_port()?)),
         };
-        let subpath = args
-            .subpath
-            .as_deref()
-            .map(|s| s.trim_matches('/').to_owned())
-            .filter(|s| !s.is_empty());
-        if let Some(s) = &subpath
-            && !s
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
-        {
-            return Err(NetworkError::Subpath(s.clone()));
-        }
+        let subpath = args.subpath.clone().filter(|s| !s.is_root());
         let tls = match (&args.tls_certfile, &args.tls_keyfile) {
             (Some(cert), Some(key)) => Some(TlsFiles {
                 cert: cert.clone(),
@@ -122,7 +110,7 @@ impl NetworkPlan {
             self.backend.ip().to_string(),
         ];
         if let Some(subpath) = &self.subpath {
-            args.extend(["--subpath".to_owned(), subpath.clone()]);
+            args.extend(["--subpath".to_owned(), subpath.to_string()]);
         }
         if let (Mode::Direct, Some(tls)) = (self.mode, &self.tls) {
             args.extend([
@@ -145,7 +133,7 @@ impl NetworkPlan {
         let port = self.public.first().map_or(DEFAULT_PORT, SocketAddr::port);
         let subpath = self
             .subpath
-            .as_deref()
+            .as_ref()
             .map_or(String::new(), |s| format!("{s}/"));
         format!("{scheme}://{host}:{port}/{subpath}")
     }
@@ -198,7 +186,7 @@ mod tests {
         let plan = NetworkPlan::new(
             &args(|a| {
                 a.port = Some(9000);
-                a.subpath = Some("/sd/".into());
+                a.subpath = Some("/sd/".parse().unwrap());
                 a.tls_certfile = Some("c.pem".into());
                 a.tls_keyfile = Some("k.pem".into());
             }),
@@ -224,7 +212,13 @@ mod tests {
     }
 
     #[test]
-    fn bad_subpath_is_refused() {
-        assert!(NetworkPlan::new(&args(|a| a.subpath = Some("a b".into())), Mode::Proxy).is_err());
+    fn a_root_subpath_is_no_subpath() {
+        let plan = NetworkPlan::new(
+            &args(|a| a.subpath = Some("/".parse().unwrap())),
+            Mode::Proxy,
+        )
+        .unwrap();
+        assert_eq!(plan.subpath, None);
+        assert!(!plan.webui_args().contains(&"--subpath".to_owned()));
     }
 }

@@ -12,18 +12,22 @@
 //! - one symlink per entry of the tree and of the data dir; where both have a directory of
 //!   the same name (`models`, `extensions`, `embeddings`, ...) the view has a real directory
 //!   that merges the two the same way, level by level (so `models/VAE-approx/model.pt` from the
-//!   tree and `models/Stable-diffusion/*` from the data dir are both there); for any other clash
-//!   the data dir's entry wins, as under upstream, where the data dir *is* the root;
-//! - a name neither has (an extension's `tmp2/`, `wildcards/`, ...) is created by the extension
-//!   as a real entry in the view, in the cache dir; it is kept across starts and never replaced
-//!   by a later link (a warning says what it hides). Merged directories carry a marker file, so
-//!   a rebuild tells them from an extension's;
-//! - rebuilt at every start under a lock (a few dozen `symlink` calls), so links follow a new
-//!   tree or a new data-dir entry; symlinks are swapped atomically (rename).
+//!   tree and `models/Stable-diffusion/*` from the data dir are both there); a top-level
+//!   directory only the tree has is merged too (of its one layer), so a new name written inside
+//!   it lands in the view instead of failing against the store; for any other clash the data
+//!   dir's entry wins, as under upstream, where the data dir *is* the root;
+//! - a name no layer has (an extension's `tmp2/`, `wildcards/`, ...) is created by the
+//!   extension as a real entry in the view, in the cache dir; it is kept across starts and never
+//!   replaced by a later link (a directory of it merges a later layer's entries beside its own;
+//!   anything else is kept and a warning says what it hides). Merged directories carry a marker
+//!   file, and only links into the tree or the data dir are ours to remove;
+//! - rebuilt at every start under a lock (a few hundred `symlink` calls at most), so links
+//!   follow a new tree or a new data-dir entry; symlinks are swapped atomically (rename).
 //!
-//! The shim points `script_path` at the view only when extension scripts load (upstream's own
-//! modules keep the tree: they read their files exactly as before), and the proxy resolves a
-//! relative `/file=` path against the webui's working directory first, then against the view.
+//! The shim points `script_path` at the view when extension scripts load (upstream's modules
+//! imported before keep the tree's path; later readers see the same files through the links),
+//! and the proxy resolves a relative `/file=` path against the webui's working directory first,
+//! then against the view.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -65,10 +69,24 @@ pub fn location(cache: &Path, data: &Path) -> PathBuf {
 /// Marks a directory of the view as a merge this module made (and may remove).
 const MERGED: &str = ".root-view-merged";
 
-/// What a name of the view should be.
+/// What a name of the view should be: a link to one entry, or a directory merging several
+/// (lowest layer first; a later layer's entry wins a clash that is not two directories).
 enum Want {
     Link(PathBuf),
-    Merge(PathBuf, PathBuf),
+    Merge(Vec<PathBuf>),
+}
+
+/// The two roots a link of ours points into; any other link in the view is an extension's.
+struct Roots<'a> {
+    tree: &'a Path,
+    data: &'a Path,
+}
+
+impl Roots<'_> {
+    fn ours(&self, link: &Path) -> bool {
+        std::fs::read_link(link)
+            .is_ok_and(|target| target.starts_with(self.tree) || target.starts_with(self.data))
+    }
 }
 
 /// Builds (or refreshes) the view of `tree` and `data` and returns its path.
@@ -76,50 +94,82 @@ pub fn build(tree: &Path, data: &Path, cache: &Path) -> Result<PathBuf, RootView
     let view = location(cache, data);
     std::fs::create_dir_all(&view).map_err(io_error("create", &view))?;
     let _lock = Lock::take(&view.with_extension("lock"))?;
-    sync(tree, data, &view)?;
+    let roots = Roots { tree, data };
+    sync(&[tree.to_owned(), data.to_owned()], &view, &roots, true)?;
     Ok(view)
 }
 
-/// Makes the real directory `view` the merge of `tree` and `data` (see the module doc).
-fn sync(tree: &Path, data: &Path, view: &Path) -> Result<(), RootViewError> {
-    let mut wanted: BTreeMap<OsString, Want> = visible_entries(tree)?
-        .into_iter()
-        .map(|(name, path)| (name, Want::Link(path)))
-        .collect();
-    for (name, path) in visible_entries(data)? {
-        let want = match wanted.remove(&name) {
-            Some(Want::Link(in_tree)) if in_tree.is_dir() && path.is_dir() => {
-                Want::Merge(in_tree, path)
-            }
-            _ => Want::Link(path),
-        };
-        wanted.insert(name, want);
+/// What the directory merging `layers` should hold. At the top (`top`), a directory only the
+/// tree has is merged too (of one layer): a new name an extension writes inside it (say
+/// `models/foo/` before the data dir has `models/`) then lands in the view, not in the tree.
+fn wanted(
+    layers: &[PathBuf],
+    roots: &Roots,
+    top: bool,
+) -> Result<BTreeMap<OsString, Want>, RootViewError> {
+    let mut wanted: BTreeMap<OsString, Want> = BTreeMap::new();
+    for layer in layers {
+        for (name, path) in visible_entries(layer)? {
+            let want = match wanted.remove(&name) {
+                Some(Want::Link(lower)) if lower.is_dir() && path.is_dir() => {
+                    Want::Merge(vec![lower, path])
+                }
+                Some(Want::Merge(mut lower)) if path.is_dir() => {
+                    lower.push(path);
+                    Want::Merge(lower)
+                }
+                _ => Want::Link(path),
+            };
+            wanted.insert(name, want);
+        }
     }
+    if top {
+        for want in wanted.values_mut() {
+            if let Want::Link(path) = want
+                && path.starts_with(roots.tree)
+                && path.is_dir()
+            {
+                *want = Want::Merge(vec![path.clone()]);
+            }
+        }
+    }
+    Ok(wanted)
+}
+
+/// Makes the real directory `view` the merge of `layers` (see the module doc).
+fn sync(layers: &[PathBuf], view: &Path, roots: &Roots, top: bool) -> Result<(), RootViewError> {
+    let mut wanted = wanted(layers, roots, top)?;
 
     for (name, path) in visible_entries(view)? {
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             continue;
         };
-        let ours_merged = meta.is_dir() && path.join(MERGED).exists();
         if meta.file_type().is_symlink() {
+            let ours = roots.ours(&path);
             match wanted.get(&name) {
                 Some(Want::Link(target))
                     if std::fs::read_link(&path).ok().as_ref() == Some(target) =>
                 {
                     wanted.remove(&name);
                 }
-                Some(Want::Link(_)) => {} // replaced below, atomically
-                _ => std::fs::remove_file(&path).map_err(io_error("remove a stale link", &path))?,
-            }
-        } else if ours_merged {
-            if let Some(Want::Merge(in_tree, in_data)) = wanted.get(&name) {
-                sync(in_tree, in_data, &path)?;
-                wanted.remove(&name);
-            } else {
-                unmerge(&path)?;
-                if path.exists() {
-                    keep(&path, wanted.remove(&name));
+                Some(Want::Link(_)) if ours => {} // replaced below, atomically
+                _ if ours => {
+                    std::fs::remove_file(&path).map_err(io_error("remove a stale link", &path))?
                 }
+                _ => keep(&path, wanted.remove(&name)),
+            }
+        } else if meta.is_dir() && wants_directory(wanted.get_mut(&name)) {
+            // Ours from an earlier start, or a directory an extension made before the layers
+            // had one of that name: either way it merges them now, and keeps what it holds.
+            let Some(Want::Merge(sources)) = wanted.remove(&name) else {
+                unreachable!("matched above")
+            };
+            mark(&path)?;
+            sync(&sources, &path, roots, false)?;
+        } else if meta.is_dir() && path.join(MERGED).exists() {
+            unmerge(&path, roots)?;
+            if path.exists() {
+                keep(&path, wanted.remove(&name));
             }
         } else {
             keep(&path, wanted.remove(&name));
@@ -136,21 +186,46 @@ fn sync(tree: &Path, data: &Path, view: &Path) -> Result<(), RootViewError> {
                     .map_err(io_error("link", &temporary))?;
                 std::fs::rename(&temporary, &entry).map_err(io_error("link", &entry))?;
             }
-            Want::Merge(in_tree, in_data) => {
+            Want::Merge(sources) => {
                 std::fs::create_dir(&entry).map_err(io_error("create", &entry))?;
-                let marker = entry.join(MERGED);
-                std::fs::write(&marker, b"").map_err(io_error("mark", &marker))?;
-                sync(&in_tree, &in_data, &entry)?;
+                mark(&entry)?;
+                sync(&sources, &entry, roots, false)?;
             }
         }
     }
     Ok(())
 }
 
+/// True when the name should be a directory here (a merge), turning a wanted link to a
+/// directory into a merge of that one directory: a real directory in the view (an extension's,
+/// made before the layers had that name) then shows the layer's entries beside its own instead
+/// of hiding them.
+fn wants_directory(want: Option<&mut Want>) -> bool {
+    let Some(want) = want else {
+        return false;
+    };
+    if let Want::Link(target) = want {
+        if !target.is_dir() {
+            return false;
+        }
+        *want = Want::Merge(vec![target.clone()]);
+    }
+    true
+}
+
+fn mark(dir: &Path) -> Result<(), RootViewError> {
+    let marker = dir.join(MERGED);
+    if marker.exists() {
+        return Ok(());
+    }
+    std::fs::write(&marker, b"").map_err(io_error("mark", &marker))
+}
+
 /// An entry written by an extension stays; say what it hides.
 fn keep(path: &Path, hidden: Option<Want>) {
     let hidden = match hidden {
-        Some(Want::Link(target) | Want::Merge(_, target)) => target,
+        Some(Want::Link(target)) => target,
+        Some(Want::Merge(sources)) => sources.last().cloned().unwrap_or_default(),
         None => return,
     };
     tracing::warn!(
@@ -161,22 +236,25 @@ fn keep(path: &Path, hidden: Option<Want>) {
 }
 
 /// Takes apart a merged directory that is no longer one: our links and markers go; what an
-/// extension wrote inside stays (and so does the directory then).
-fn unmerge(dir: &Path) -> Result<(), RootViewError> {
+/// extension wrote inside (files, directories, links of its own) stays, and so does the
+/// directory then.
+fn unmerge(dir: &Path, roots: &Roots) -> Result<(), RootViewError> {
     for entry in std::fs::read_dir(dir).map_err(io_error("read", dir))? {
         let path = entry.map_err(io_error("read", dir))?.path();
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             continue;
         };
         if meta.file_type().is_symlink() {
-            std::fs::remove_file(&path).map_err(io_error("remove a stale link", &path))?;
+            if roots.ours(&path) {
+                std::fs::remove_file(&path).map_err(io_error("remove a stale link", &path))?;
+            }
         } else if meta.is_dir() && path.join(MERGED).exists() {
-            unmerge(&path)?;
+            unmerge(&path, roots)?;
         }
     }
     let marker = dir.join(MERGED);
     std::fs::remove_file(&marker).map_err(io_error("remove", &marker))?;
-    // Fails when an extension left files here: then the directory stays, as theirs.
+    // Fails when an extension left something here: then the directory stays, as theirs.
     let _ = std::fs::remove_dir(dir);
     Ok(())
 }
@@ -226,6 +304,7 @@ mod tests {
         for dir in ["modules", "javascript", "models/VAE-approx", "extensions"] {
             std::fs::create_dir_all(tree.join(dir)).unwrap();
         }
+        std::fs::write(tree.join("modules/paths.py"), "tree").unwrap();
         std::fs::write(tree.join("script.js"), "tree").unwrap();
         std::fs::create_dir_all(tree.join(".git")).unwrap();
         for dir in ["models/Stable-diffusion", "extensions", "tmp", "outputs"] {
@@ -246,7 +325,9 @@ mod tests {
         let (tree, data, cache) = tree_and_data(temp.path());
         let view = build(&tree, &data, &cache).unwrap();
         let link = |name: &str| std::fs::read_link(view.join(name)).unwrap();
-        assert_eq!(link("modules"), tree.join("modules"));
+        // A directory only the tree has is merged too, at the top: its entries are links.
+        assert!(view.join("modules").join(MERGED).exists());
+        assert_eq!(link("modules/paths.py"), tree.join("modules/paths.py"));
         assert_eq!(link("script.js"), tree.join("script.js"));
         assert_eq!(link("tmp"), data.join("tmp"));
         // Both have `models`: merged, each file from where it is.
@@ -271,6 +352,9 @@ mod tests {
             std::fs::read_to_string(data.join("tmp/x.txt")).unwrap(),
             "x"
         );
+        // A new name inside a directory only the tree has lands in the view, not the tree.
+        std::fs::create_dir(view.join("modules/new")).unwrap();
+        assert!(!tree.join("modules/new").exists());
     }
 
     #[test]
@@ -321,20 +405,31 @@ mod tests {
         // `extensions` now only in the data dir; `models` only in the tree.
         std::fs::remove_dir_all(tree.join("extensions")).unwrap();
         std::fs::remove_dir_all(data.join("models")).unwrap();
+        std::fs::create_dir_all(data.join("extensions/user-ext")).unwrap();
         build(&tree, &data, &cache).unwrap();
+        // `models`: the tree's alone now; the data dir's links are gone.
         assert_eq!(
-            std::fs::read_link(view.join("models")).unwrap(),
-            tree.join("models")
+            std::fs::read_link(view.join("models/VAE-approx")).unwrap(),
+            tree.join("models/VAE-approx")
         );
         assert!(
-            !view.join("extensions").is_symlink(),
-            "the extension's file keeps it a directory"
+            view.join("models/Stable-diffusion")
+                .symlink_metadata()
+                .is_err()
         );
+        // `extensions`: the data dir's alone, beside what an extension wrote there, not hidden.
         assert_eq!(
             std::fs::read_to_string(view.join("extensions/notes.txt")).unwrap(),
             "mine"
         );
-        assert!(!view.join("extensions").join(MERGED).exists());
+        assert_eq!(
+            std::fs::read_link(view.join("extensions/user-ext")).unwrap(),
+            data.join("extensions/user-ext")
+        );
+        // An extension's own link is not ours to remove.
+        std::os::unix::fs::symlink("/etc/hostname", view.join("extensions/their-link")).unwrap();
+        build(&tree, &data, &cache).unwrap();
+        assert!(view.join("extensions/their-link").is_symlink());
     }
 
     #[test]

@@ -14,13 +14,17 @@ use std::path::{Path, PathBuf};
 use fixture::{Running, TestEnv, free_port, http, tree_snapshot};
 use serde_json::Value;
 
+/// The fixture, or return from the test (after a SKIP line naming it) when there is no Python.
 macro_rules! env_or_skip {
-    () => {
-        match TestEnv::new() {
+    () => {{
+        fn here() {}
+        match TestEnv::new(fixture::prereq::test_name(std::any::type_name_of_val(
+            &here,
+        ))) {
             Some(env) => env,
             None => return,
         }
-    };
+    }};
 }
 
 /// The default data dir: `$HOME/.local/share/stable-diffusion-webui`, under a dot directory.
@@ -190,6 +194,10 @@ fn an_extension_writing_under_the_webui_root_works_and_its_relative_links_are_se
             "writes-to-root-cache/tags.txt",
             "a new directory under the root\n",
         ),
+        (
+            "scripts/from-an-extension/wildcards.txt",
+            "inside a folder of the tree\n",
+        ),
     ] {
         let (status, body) = http(port, "GET", &format!("/file={link}"), "");
         assert_eq!(status, 200, "{link}: {body}");
@@ -199,6 +207,10 @@ fn an_extension_writing_under_the_webui_root_works_and_its_relative_links_are_se
     assert!(data.join("tmp/writes-to-root.txt").is_file());
     assert!(root.join("writes-to-root-cache/tags.txt").is_file());
     assert!(!root.join("writes-to-root-cache").is_symlink());
+    assert!(
+        root.join("scripts/from-an-extension/wildcards.txt")
+            .is_file()
+    );
 
     run.signal(libc::SIGINT);
     assert_eq!(run.wait_exit(), 0, "{}", run.output());

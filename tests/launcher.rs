@@ -7,13 +7,17 @@ mod server;
 
 use fixture::{Running, TestEnv, free_port, http, info, port_is_free, tree_snapshot};
 
+/// The fixture, or return from the test (after a SKIP line naming it) when there is no Python.
 macro_rules! env_or_skip {
-    () => {
-        match TestEnv::new() {
+    () => {{
+        fn here() {}
+        match TestEnv::new(fixture::prereq::test_name(std::any::type_name_of_val(
+            &here,
+        ))) {
             Some(env) => env,
             None => return,
         }
-    };
+    }};
 }
 
 #[test]
@@ -430,4 +434,56 @@ fn first_use_downloads_are_checked_against_the_catalog() {
 
     run.signal(libc::SIGINT);
     assert_eq!(run.wait_exit(), 0, "{}", run.output());
+}
+
+/// Issue #18, bug 4: without a Python the fixture tests returned early and passed, saying so
+/// only through a captured `eprintln!`. Run one of them in a child test process: with no
+/// Python it must print `SKIP <test>: <why>` and pass; with `SD_WEBUI_TEST_PYTHON` naming an
+/// unusable interpreter (as in a broken Nix check) or with `SD_WEBUI_TEST_REQUIRE=1`, it
+/// must fail.
+#[test]
+fn i18_a_missing_python_is_a_visible_skip_or_a_failure() {
+    let target = "upstream_and_unknown_flags_pass_through_and_owned_flags_are_mapped";
+    let empty = tempfile::tempdir().unwrap();
+    let run = |vars: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--exact", target, "--test-threads=1"])
+            .env_remove(fixture::prereq::PYTHON_VAR)
+            .env_remove(fixture::prereq::REQUIRE_VAR)
+            // No `python3` to fall back on.
+            .env("PATH", empty.path());
+        for (key, value) in vars {
+            cmd.env(key, value);
+        }
+        let out = cmd.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+
+    let (ok, text) = run(&[]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!("SKIP {target}: no Python with `packaging`")),
+        "{text}"
+    );
+
+    let (ok, text) = run(&[(fixture::prereq::PYTHON_VAR, "/nonexistent/python3")]);
+    assert!(!ok, "a named but unusable interpreter must fail:\n{text}");
+    assert!(
+        text.contains(&format!(
+            "{target}: no usable Python for the fixture: `/nonexistent/python3` does not run"
+        )),
+        "{text}"
+    );
+
+    let (ok, text) = run(&[(fixture::prereq::REQUIRE_VAR, "1")]);
+    assert!(
+        !ok,
+        "SD_WEBUI_TEST_REQUIRE=1 without a Python must fail:\n{text}"
+    );
+    assert!(text.contains("no usable Python for the fixture"), "{text}");
 }

@@ -2,6 +2,8 @@
 //! drops connections, stalls, trickles, answers 404/416/503, and changes the object between
 //! attempts. Byte counts on the server side prove what a resume did (not) fetch again.
 
+#[path = "support/prereq.rs"]
+mod prereq;
 #[path = "models/server.rs"]
 mod server;
 
@@ -614,7 +616,7 @@ async fn a_file_larger_than_the_free_space_is_refused_before_downloading() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_is_named_as_such() {
     if !Path::new("/dev/full").exists() {
-        eprintln!("SKIPPED: no /dev/full");
+        prereq::skip("a_full_disk_is_named_as_such", "no /dev/full here");
         return;
     }
     let server = TestServer::start();

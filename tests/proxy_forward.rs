@@ -355,7 +355,7 @@ async fn a_backend_that_refuses_connections_gives_503_not_a_connection_error() {
 async fn subpath_prefix_is_stripped_and_enforced() {
     let stub = stub::Stub::start().await;
     let mut config = harness::config(stub.addr);
-    config.subpath = Some("sd".to_owned());
+    config.subpath = Some("sd".parse().unwrap());
     let proxy = RunningProxy::start(
         config,
         BackendState::Ready {
@@ -416,7 +416,10 @@ async fn a_port_in_use_fails_at_bind() {
 #[tokio::test]
 async fn listens_on_ipv4_and_ipv6_together() {
     if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("SKIPPED listens_on_ipv4_and_ipv6_together: no IPv6 loopback here");
+        harness::prereq::skip(
+            "listens_on_ipv4_and_ipv6_together",
+            "no IPv6 loopback here (`[::1]:0` cannot be bound)",
+        );
         return;
     }
     let stub = stub::Stub::start().await;

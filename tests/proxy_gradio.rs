@@ -30,7 +30,8 @@ async fn proxy_for(gradio: &Gradio) -> RunningProxy {
 
 #[tokio::test]
 async fn dot_dir_files_come_through_the_proxy_but_gradio_refuses_them() {
-    let Some(gradio) = gradio("dot_dir_files_come_through_the_proxy") else {
+    let Some(gradio) = gradio("dot_dir_files_come_through_the_proxy_but_gradio_refuses_them")
+    else {
         return;
     };
     let proxy = proxy_for(gradio).await;
@@ -298,7 +299,7 @@ async fn the_ui_loads_under_a_subpath() {
     };
     let gradio = Gradio::start(&python, &options);
     let mut config = harness::config(gradio.addr);
-    config.subpath = Some("sd".to_owned());
+    config.subpath = Some("sd".parse().unwrap());
     let proxy = RunningProxy::start(
         config,
         stable_diffusion_webui::proxy::BackendState::Ready {

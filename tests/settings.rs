@@ -139,13 +139,17 @@ fn a_corrupt_config_is_named_and_left_untouched() {
     );
 }
 
+/// The fixture, or return from the test (after a SKIP line naming it) when there is no Python.
 macro_rules! env_or_skip {
-    () => {
-        match TestEnv::new() {
+    () => {{
+        fn here() {}
+        match TestEnv::new(fixture::prereq::test_name(std::any::type_name_of_val(
+            &here,
+        ))) {
             Some(env) => env,
             None => return,
         }
-    };
+    }};
 }
 
 fn options(port: u16) -> Value {

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 from . import control
 from .config import LaunchConfig
-from .hooks import after_import
+from .hooks import after_import, patches
 
 try:
     import _webui_launcher as _launcher  # provided by the launcher binary (PyO3 inittab)
@@ -40,8 +40,8 @@ def install(config: LaunchConfig) -> None:
     # (`from modules.util import load_file_from_url`), and that name is what upscalers, face
     # restorers, sd3_cond, LDSR/ScuNET/SwinIR and extensions call. Patch both, so the order in
     # which they are first imported does not matter.
-    after_import("modules.util", lambda m: _replace(m, "load_file_from_url", load_file_from_url))
-    after_import("modules.modelloader", lambda m: _replace(m, "load_file_from_url", load_file_from_url))
+    for name in ("modules.util", "modules.modelloader"):
+        after_import(name, lambda m: _replace_load_file_from_url(m, load_file_from_url))
     # facexlib (GFPGAN's and CodeFormer's face detector and parser) has its own
     # load_file_from_url; upstream's face_restoration_utils.patch_facexlib() wraps it to save
     # into the face restorer's model dir. Ours goes underneath that wrapper.
@@ -51,12 +51,17 @@ def install(config: LaunchConfig) -> None:
     # calls torch.hub.download_url_to_file (no resume, no catalog check). Same contract here.
     download_model = _make_download_model(load_file_from_url)
     for name in ("modules.sd_vae_taesd", "modules.sd_vae_approx"):
-        after_import(name, lambda m: _replace(m, "download_model", download_model))
+        after_import(name, lambda m: _replace_download_model(m, download_model))
 
 
-def _replace(module: ModuleType, name: str, replacement) -> None:
-    if hasattr(module, name):
-        setattr(module, name, replacement)
+@patches(("modules.util", "modules.modelloader"), "load_file_from_url")
+def _replace_load_file_from_url(module: ModuleType, replacement) -> None:
+    module.load_file_from_url = replacement
+
+
+@patches(("modules.sd_vae_taesd", "modules.sd_vae_approx"), "download_model")
+def _replace_download_model(module: ModuleType, replacement) -> None:
+    module.download_model = replacement
 
 
 def _make_load_file_from_url(data_dir: str):
@@ -102,10 +107,9 @@ def _make_download_model(load_file_from_url):
     return download_model
 
 
+@patches(("facexlib.detection", "facexlib.parsing"), "load_file_from_url")
 def _patch_facexlib(module: ModuleType, load_file_from_url) -> None:
-    original = getattr(module, "load_file_from_url", None)
-    if original is None:
-        return
+    original = module.load_file_from_url
 
     def facexlib_load_file_from_url(url, model_dir=None, progress=True, file_name=None, save_dir=None):
         """Replaces facexlib.{detection,parsing}.load_file_from_url when the webui says where

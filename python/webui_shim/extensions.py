@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 from .config import LaunchConfig
-from .hooks import after_import
+from .hooks import after_import, patches
 
 MANIFEST = "manifest.json"
 
@@ -89,6 +89,7 @@ def install(config: LaunchConfig) -> None:
     after_import("modules.extensions", lambda m: _patch_extensions(m, managed))
 
 
+@patches("modules.launch_utils", "list_extensions", "args")
 def _patch_launch_list(launch_utils: ModuleType, managed: Managed) -> None:
     # launch_utils.list_extensions(settings_file) lists <data>/extensions for preload.py and
     # install.py. A user extension hidden by a managed one must run neither.
@@ -120,6 +121,7 @@ def _enabled_managed(launch_utils: ModuleType, managed: Managed) -> list[str]:
     return [name for name in managed.names if name not in disabled]
 
 
+@patches("modules.script_loading", "preload_extensions")
 def _patch_preload(script_loading: ModuleType, managed: Managed) -> None:
     # shared_cmd_options preloads <data>/extensions then extensions-builtin (each preload.py
     # may add command-line options). Managed ones are preloaded before the user's.
@@ -137,6 +139,19 @@ def _patch_preload(script_loading: ModuleType, managed: Managed) -> None:
     script_loading.preload_extensions = preload_extensions
 
 
+@patches(
+    "modules.extensions",
+    "list_extensions",
+    "Extension.read_info_from_repo",
+    "Extension.check_updates",
+    "Extension.fetch_and_reset_hard",
+    "ExtensionMetadata",
+    "extensions",
+    "extension_paths",
+    "loaded_extensions",
+    "extensions_dir",
+    "extensions_builtin_dir",
+)
 def _patch_extensions(extensions: ModuleType, managed: Managed) -> None:
     managed_class = _managed_extension_class(extensions.Extension, managed)
 

@@ -18,7 +18,7 @@ from types import ModuleType
 
 from .config import LaunchConfig
 from .environment import LauncherError
-from .hooks import after_import
+from .hooks import after_import, patches
 
 
 class LockedSetting(RuntimeError):
@@ -47,6 +47,9 @@ def message(key: str, source: str) -> str:
     return f"setting '{key}' is locked by {source}"
 
 
+# Essential: the settings file declared these locks; a webui that ignores them silently is not
+# what was asked for.
+@patches("modules.options", "Options.__setattr__", "Options.load", essential=True)
 def _patch_options(options: ModuleType, locked: dict, source: str) -> None:
     # Replaces Options.__setattr__ for locked keys only: every setter (Options.set from the
     # Settings tab, quicksettings and the API; direct `opts.key = value`) goes through it.
@@ -71,6 +74,7 @@ def _patch_options(options: ModuleType, locked: dict, source: str) -> None:
     options.Options.load = load
 
 
+@patches("modules.shared_options", "options_templates")
 def _mark_in_ui(shared_options: ModuleType, locked: dict, source: str) -> None:
     # The Settings tab: a locked setting says who manages it and cannot be edited
     # (component_args gain interactive=False; OptionInfo.comment_after is shown next to the label).
@@ -86,6 +90,7 @@ def _mark_in_ui(shared_options: ModuleType, locked: dict, source: str) -> None:
             info.component_args = {**(args or {}), "interactive": False}
 
 
+@patches("modules.api.api", "Api.set_config")
 def _patch_api(api: ModuleType, locked: dict, source: str) -> None:
     # Replaces Api.set_config (POST /sdapi/v1/options), before Api() binds it as a route:
     # upstream would silently skip a refused key and answer 200; say which key and who locks it.
@@ -103,6 +108,15 @@ def _patch_api(api: ModuleType, locked: dict, source: str) -> None:
     api.Api.set_config = set_config
 
 
+# Essential, as _patch_options: write_to_file is what keeps locked UI defaults.
+@patches(
+    "modules.ui_loadsave",
+    "UiLoadsave.iter_changes",
+    "UiLoadsave.write_to_file",
+    "UiLoadsave.ui_view",
+    "UiLoadsave.ui_apply",
+    essential=True,
+)
 def _patch_ui_loadsave(ui_loadsave: ModuleType, ui_locked: dict, source: str) -> None:
     # The Defaults tab (UiLoadsave.ui_view / ui_apply) writes every changed UI default into
     # ui-config.json; the launcher put the locked values there before the start.
@@ -151,6 +165,7 @@ def _patch_ui_loadsave(ui_loadsave: ModuleType, ui_locked: dict, source: str) ->
     loadsave.ui_apply = with_refusals(loadsave.ui_apply)
 
 
+@patches("modules.shared_options", "options_templates")
 def check_declared(shared_options: ModuleType, settings: dict) -> None:
     """Warn about unknown or mistyped declared keys; an unknown locked key is an error."""
     templates = shared_options.options_templates

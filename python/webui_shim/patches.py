@@ -18,7 +18,7 @@ from types import ModuleType
 
 from . import control, downloads, extensions, locks, overlay, requirements, root_view
 from .config import CONFIG_ENV, LaunchConfig
-from .hooks import after_import
+from .hooks import after_import, patches
 
 # install.py exits with this status when it asked for missing packages (message already printed).
 EXIT_MISSING_PACKAGES = 3
@@ -37,8 +37,8 @@ def install(config: LaunchConfig) -> None:
     after_import("modules.paths_internal", lambda m: _redirect_writes(m, config))
     # options.py, cache.py and shared_gradio_themes.py use their `script_path` global only
     # to move a corrupt file / cache themes into `<script_path>/tmp`: point them at the data dir.
-    for name in ("modules.options", "modules.cache", "modules.shared_gradio_themes"):
-        after_import(name, lambda m: setattr(m, "script_path", config.data_dir))
+    for name in SCRIPT_PATH_USERS:
+        after_import(name, lambda m: _script_path_to_data_dir(m, config))
     after_import("modules.restart", _patch_restart)
     after_import("modules.initialize_util", _patch_sigint)
     after_import("modules.shared_cmd_options", lambda m: _patch_non_local(m, config))
@@ -56,12 +56,34 @@ def install_launch_utils(config: LaunchConfig) -> None:
     after_import("modules.launch_utils", lambda m: _patch_launch_utils(m, config))
 
 
+SCRIPT_PATH_USERS = ("modules.options", "modules.cache", "modules.shared_gradio_themes")
+
+
+@patches(SCRIPT_PATH_USERS, "script_path")
+def _script_path_to_data_dir(module: ModuleType, config: LaunchConfig) -> None:
+    module.script_path = config.data_dir
+
+
+@patches("modules.paths_internal", "config_states_dir")
 def _redirect_writes(paths_internal: ModuleType, config: LaunchConfig) -> None:
     # paths_internal.config_states_dir is `<script_path>/config_states`, created at UI start
     # (config_states.list_config_states): a read-only tree cannot start. Keep it with the data.
     paths_internal.config_states_dir = os.path.join(config.data_dir, "config_states")
 
 
+# Essential: without these the webui would pip-install into the environment and clone
+# repositories at start, which the launcher promises never to do.
+@patches(
+    "modules.launch_utils",
+    "run",
+    "run_pip",
+    "git_clone",
+    "run_extension_installer",
+    "commit_hash",
+    "prepare_environment",
+    "default_command_live",
+    essential=True,
+)
 def _patch_launch_utils(launch_utils: ModuleType, config: LaunchConfig) -> None:
     original_run = launch_utils.run
 
@@ -212,6 +234,7 @@ def verify_packages(script_path: str) -> tuple[list[str], list[str]]:
     return missing, mismatched
 
 
+@patches("modules.restart", "is_restartable", "restart_program", "stop_program")
 def _patch_restart(restart: ModuleType) -> None:
     # restart_program() writes <script_path>/tmp/restart and os._exit(0)s for webui.sh's loop;
     # stop_program() os._exit(0)s. The launcher is that loop now: ask it, and stop cleanly.
@@ -220,12 +243,16 @@ def _patch_restart(restart: ModuleType) -> None:
     restart.stop_program = control.request_stop
 
 
+@patches("modules.initialize_util", "configure_sigint_handler")
 def _patch_sigint(initialize_util: ModuleType) -> None:
     # configure_sigint_handler() installs a SIGINT handler that os._exit(0)s. The launcher's
     # handler (see signals.py) raises KeyboardInterrupt instead, which webui() turns into a clean stop.
     initialize_util.configure_sigint_handler = lambda: None
 
 
+# Essential: without it, a launcher listening beyond loopback would leave upstream's protections
+# for exposed servers (extension installs from the UI) off.
+@patches("modules.shared_cmd_options", "cmd_opts", essential=True)
 def _patch_non_local(shared_cmd_options: ModuleType, config: LaunchConfig) -> None:
     # gradio always binds loopback behind the launcher (--server-name 127.0.0.1), which makes
     # upstream think it is exposed. What counts is where the launcher listens publicly.
@@ -234,6 +261,8 @@ def _patch_non_local(shared_cmd_options: ModuleType, config: LaunchConfig) -> No
     opts.disable_extension_access = opts.webui_is_non_local and not opts.enable_insecure_extension_access
 
 
+# Essential: without it the proxy never learns that gradio is up and answers 503 forever.
+@patches("modules.script_callbacks", "app_started_callback", essential=True)
 def _patch_readiness(script_callbacks: ModuleType, config: LaunchConfig) -> None:
     # app_started_callback() is upstream's "ready" point: requests that reach gradio before
     # it crash upstream ("Cannot add middleware after an application has started").
@@ -281,6 +310,7 @@ def file_roots(config: LaunchConfig) -> list[str]:
     return list(dict.fromkeys(roots))
 
 
+@patches("modules.shared_state", "State.wait_for_server_command")
 def _patch_server_commands(shared_state: ModuleType) -> None:
     # State.wait_for_server_command() is where webui() learns of "stop"/"restart" (Reload UI);
     # gradio closes right after, so stop forwarding first.
@@ -295,6 +325,7 @@ def _patch_server_commands(shared_state: ModuleType) -> None:
     shared_state.State.wait_for_server_command = wait_for_server_command
 
 
+@patches("modules.ui_gradio_extensions", "css_html")
 def _patch_root_stylesheet(ui_gradio_extensions: ModuleType) -> None:
     # css_html() links the tree's style.css by path. Upstream runs from its tree, so that is
     # `file=style.css` and the stylesheet's relative `@import url('webui-assets/...')` lands on

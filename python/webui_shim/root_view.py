@@ -8,8 +8,11 @@ lands in the data dir (a name the data dir has) or in the view itself (a new nam
 tree; the proxy looks there for relative ``file=`` paths the working directory does not have.
 
 Replaces ``script_path`` in ``modules.paths_internal``, ``modules.paths`` and ``modules.shared``
-when ``modules.scripts.load_scripts`` first runs: after upstream's own modules bound the tree's
-path at import (they read their files as before) and before any extension script is imported.
+when ``modules.scripts.load_scripts`` first runs: after the modules imported so far bound the
+tree's path, and before any extension script is imported. What reads ``script_path`` later
+(upstream's script listing, its stylesheet lookup) reads the same files through the view's
+links; their bytecode goes to the cache (environment.redirect_bytecode). An extension's
+``preload.py`` (earlier) and ``install.py`` (a subprocess) still see the tree.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from .config import LaunchConfig
-from .hooks import after_import
+from .hooks import after_import, patches
 
 # The modules whose ``script_path`` extensions read (``from modules import paths``,
 # ``shared.script_path``, ``paths_internal``).
@@ -29,6 +32,7 @@ def install(config: LaunchConfig) -> None:
         after_import("modules.scripts", lambda m: _wrap_load_scripts(m, config.root_view))
 
 
+@patches("modules.scripts", "load_scripts")
 def _wrap_load_scripts(scripts: ModuleType, view: str) -> None:
     # Replaces modules.scripts.load_scripts (called as an attribute by initialize.py and on
     # every UI reload): the root view first, then upstream's loading of every script.

@@ -1,5 +1,6 @@
 //! `stable-diffusion-webui doctor`: what the launcher would run, and what is missing.
 
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
@@ -47,9 +48,10 @@ pub fn run(launcher: &LauncherArgs, args: &DoctorArgs) -> anyhow::Result<ExitCod
     }
     report["problems"] = json!(problems);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut stdout = io::stdout().lock();
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print_human(&report);
+        print_human(&mut io::stdout().lock(), &report)?;
     }
     Ok(if problems.is_empty() {
         ExitCode::SUCCESS
@@ -95,16 +97,16 @@ fn collect_python_problems(python: &Value, problems: &mut Vec<String>) {
     }
 }
 
-fn print_human(report: &Value) {
+fn print_human(stdout: &mut impl Write, report: &Value) -> io::Result<()> {
     let get = |key: &str| {
         report
             .get(key)
             .map(display)
             .unwrap_or_else(|| "-".to_owned())
     };
-    println!("launcher      {}", get("launcher"));
-    println!("pinned webui  {}", get("pinned_webui"));
-    println!("webui tree    {}", get("webui_root"));
+    writeln!(stdout, "launcher      {}", get("launcher"))?;
+    writeln!(stdout, "pinned webui  {}", get("pinned_webui"))?;
+    writeln!(stdout, "webui tree    {}", get("webui_root"))?;
     if let Some(repos) = report.get("repositories").and_then(Value::as_object) {
         for (name, info) in repos {
             let present = info["present"].as_bool().unwrap_or(false);
@@ -119,36 +121,42 @@ fn print_human(report: &Value) {
             } else {
                 format!("at {rev}, pinned {}", display(&info["pinned"]))
             };
-            println!("  repositories/{name:<32} {note}");
+            writeln!(stdout, "  repositories/{name:<32} {note}")?;
         }
     }
-    println!("data dir      {}", get("data_dir"));
-    println!("cache dir     {}", get("cache_dir"));
-    println!(
+    writeln!(stdout, "data dir      {}", get("data_dir"))?;
+    writeln!(stdout, "cache dir     {}", get("cache_dir"))?;
+    writeln!(
+        stdout,
         "extensions    managed: {}",
         report
             .get("managed_extensions")
             .filter(|v| !v.is_null())
             .map(display)
             .unwrap_or_else(|| "none".to_owned())
-    );
+    )?;
     if let Some(overlay) = report.get("python_overlay") {
         let state = if overlay["enabled"].as_bool().unwrap_or(false) {
             "ON (extension installs go there; impure)"
         } else {
             "off (--python-overlay to allow extension installs there)"
         };
-        println!("py overlay    {} {state}", display(&overlay["path"]));
+        writeln!(
+            stdout,
+            "py overlay    {} {state}",
+            display(&overlay["path"])
+        )?;
     }
     if let Some(env) = report.get("python_env") {
-        println!(
+        writeln!(
+            stdout,
             "python env    {} ({})",
             display(&env["executable"]),
             display(&env["source"])
-        );
+        )?;
     }
     if let Some(python) = report.get("python") {
-        println!("python        {}", display(&python["python"]));
+        writeln!(stdout, "python        {}", display(&python["python"]))?;
         let torch = python
             .get("torch")
             .map(display)
@@ -157,25 +165,29 @@ fn print_human(report: &Value) {
             .get("accelerator")
             .map(display)
             .unwrap_or_else(|| "-".into());
-        println!("torch         {torch} ({accel})");
+        writeln!(stdout, "torch         {torch} ({accel})")?;
         if let Some(mismatched) = python.get("mismatched").and_then(Value::as_array)
             && !mismatched.is_empty()
         {
-            println!("version differences from upstream's pins (usually fine):");
+            writeln!(
+                stdout,
+                "version differences from upstream's pins (usually fine):"
+            )?;
             for m in mismatched {
-                println!("  {}", display(m));
+                writeln!(stdout, "  {}", display(m))?;
             }
         }
     }
     match report.get("problems").and_then(Value::as_array) {
         Some(problems) if !problems.is_empty() => {
-            println!("\nThe webui cannot start:");
+            writeln!(stdout, "\nThe webui cannot start:")?;
             for p in problems {
-                println!("  - {}", display(p));
+                writeln!(stdout, "  - {}", display(p))?;
             }
         }
-        _ => println!("\nNo problems found."),
+        _ => writeln!(stdout, "\nNo problems found.")?,
     }
+    Ok(())
 }
 
 fn display(value: &Value) -> String {

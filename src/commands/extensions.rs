@@ -5,6 +5,7 @@
 //! `launch.run_pip`: it runs under the shim's installer in check-only mode (no pip, no
 //! overlay install), exactly as at start but without side effects on the environment.
 
+use std::io::{self, Write};
 use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::Context;
@@ -79,9 +80,10 @@ pub fn run(launcher: &LauncherArgs, args: &ExtensionsArgs) -> anyhow::Result<Exi
                 });
             }
             if *json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                let mut stdout = io::stdout().lock();
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&rows)?)?;
             } else {
-                print_table(&inventory, &rows, *no_check);
+                print_table(&mut io::stdout().lock(), &inventory, &rows, *no_check)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -108,9 +110,10 @@ pub fn run(launcher: &LauncherArgs, args: &ExtensionsArgs) -> anyhow::Result<Exi
                 requirements,
             };
             if *json {
-                println!("{}", serde_json::to_string_pretty(&row)?);
+                let mut stdout = io::stdout().lock();
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&row)?)?;
             } else {
-                print_detail(&row);
+                print_detail(&mut io::stdout().lock(), &row)?;
             }
             Ok(if ok {
                 ExitCode::SUCCESS
@@ -195,11 +198,17 @@ fn requirements_note(requirements: &Option<Requirements>, checked: bool) -> Stri
     }
 }
 
-fn print_table(inventory: &Inventory, rows: &[Row<'_>], no_check: bool) {
-    println!(
+fn print_table(
+    stdout: &mut impl Write,
+    inventory: &Inventory,
+    rows: &[Row<'_>],
+    no_check: bool,
+) -> io::Result<()> {
+    writeln!(
+        stdout,
         "{:<36} {:<9} {:<24} {:<14} SOURCE",
         "NAME", "KIND", "STATE", "REQUIREMENTS"
-    );
+    )?;
     for row in rows {
         let e = row.extension;
         let source = match (&e.source, &e.revision) {
@@ -209,46 +218,59 @@ fn print_table(inventory: &Inventory, rows: &[Row<'_>], no_check: bool) {
             (None, None) if e.kind == Kind::Builtin => "webui tree".into(),
             (None, None) => "-".into(),
         };
-        println!(
+        writeln!(
+            stdout,
             "{:<36} {:<9} {:<24} {:<14} {}",
             e.name,
             e.kind.label(),
             state(e, inventory),
             requirements_note(&row.requirements, !no_check && e.shadowed_by.is_none()),
             source
-        );
+        )?;
     }
     if let Some(dir) = &inventory.managed_dir {
-        println!("\nmanaged: {}", dir.display());
+        writeln!(stdout, "\nmanaged: {}", dir.display())?;
     }
-    println!("yours:   {}", inventory.user_dir.display());
+    writeln!(stdout, "yours:   {}", inventory.user_dir.display())?;
     let failing = rows.iter().find(|row| {
         row.requirements
             .as_ref()
             .is_some_and(|r| !r.missing.is_empty() || r.error.is_some())
     });
     if let Some(row) = failing {
-        println!(
+        writeln!(
+            stdout,
             "\n`stable-diffusion-webui extensions check {}` for details.",
             row.extension.name
-        );
+        )?;
     }
+    Ok(())
 }
 
-fn print_detail(row: &Row<'_>) {
+fn print_detail(stdout: &mut impl Write, row: &Row<'_>) -> io::Result<()> {
     let e = row.extension;
-    println!("{} ({})", e.name, e.kind.label());
-    println!("  path          {}", e.path.display());
+    writeln!(stdout, "{} ({})", e.name, e.kind.label())?;
+    writeln!(stdout, "  path          {}", e.path.display())?;
     if let Some(by) = &e.shadowed_by {
-        println!(
+        writeln!(
+            stdout,
             "  not loaded    a managed extension of the same name wins: {}",
             by.display()
-        );
+        )?;
     }
-    println!("  enabled       {}", e.enabled);
-    println!("  source        {}", e.source.as_deref().unwrap_or("-"));
-    println!("  revision      {}", e.revision.as_deref().unwrap_or("-"));
-    println!(
+    writeln!(stdout, "  enabled       {}", e.enabled)?;
+    writeln!(
+        stdout,
+        "  source        {}",
+        e.source.as_deref().unwrap_or("-")
+    )?;
+    writeln!(
+        stdout,
+        "  revision      {}",
+        e.revision.as_deref().unwrap_or("-")
+    )?;
+    writeln!(
+        stdout,
         "  files         preload.py: {}, scripts: {}, javascript: {}, style.css: {}, localizations: {}",
         yes(e.has_preload),
         e.scripts,
@@ -259,22 +281,24 @@ fn print_detail(row: &Row<'_>) {
         } else {
             e.localizations.join(", ")
         }
-    );
+    )?;
     match &row.requirements {
-        None => println!("  requirements  no install.py"),
+        None => writeln!(stdout, "  requirements  no install.py"),
         Some(r) => {
             if r.missing.is_empty() && r.error.is_none() {
-                println!("  requirements  all present");
+                writeln!(stdout, "  requirements  all present")?;
             }
             if !r.missing.is_empty() {
-                println!("  requirements  missing: {}", r.missing.join(", "));
+                writeln!(stdout, "  requirements  missing: {}", r.missing.join(", "))?;
             }
             if let Some(error) = &r.error {
-                println!(
+                writeln!(
+                    stdout,
                     "  install.py    {}",
                     error.replace('\n', "\n                ")
-                );
+                )?;
             }
+            Ok(())
         }
     }
 }

@@ -3,7 +3,7 @@
 //! when stderr is a terminal, plain lines otherwise (logs, systemd, CI).
 
 use std::collections::HashMap;
-use std::io::{IsTerminal, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -158,6 +158,7 @@ pub fn run(launcher: &LauncherArgs, args: &ModelsArgs) -> anyhow::Result<ExitCod
 }
 
 fn list(models: &Models, args: &ListArgs) -> anyhow::Result<ExitCode> {
+    let mut stdout = io::stdout().lock();
     let rows = models.list();
     if args.json {
         let json: Vec<serde_json::Value> = rows
@@ -192,10 +193,10 @@ fn list(models: &Models, args: &ListArgs) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&json)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("Models in {}", models.models_dir().display());
+    writeln!(stdout, "Models in {}", models.models_dir().display())?;
     let table: Vec<[String; 4]> = rows
         .iter()
         .map(|row| {
@@ -266,14 +267,15 @@ fn list(models: &Models, args: &ListArgs) -> anyhow::Result<ExitCode> {
         .trim_end()
         .to_owned()
     };
-    println!("{}", line(headers));
+    writeln!(stdout, "{}", line(headers))?;
     for row in &table {
-        println!("{}", line([&row[0], &row[1], &row[2], &row[3]]));
+        writeln!(stdout, "{}", line([&row[0], &row[1], &row[2], &row[3]]))?;
     }
-    println!(
+    writeln!(
+        stdout,
         "\nGroups: {} (`models pull --group NAME`).",
         models.catalog.groups().join(", ")
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -396,21 +398,24 @@ async fn verify(models: &Models, args: &VerifyArgs) -> anyhow::Result<ExitCode> 
     if results.is_empty() {
         eprintln!("No models installed in {}.", models.models_dir().display());
     }
+    let mut stdout = io::stdout().lock();
     let mut bad = 0;
     for result in &results {
         match &result.expected {
             Some(expected) if !result.ok() => {
                 bad += 1;
-                println!(
+                writeln!(
+                    stdout,
                     "MISMATCH  {}: expected sha256 {expected}, got {}",
                     result.relative, result.sha256
-                );
+                )?;
             }
-            Some(_) => println!("ok        {}", result.relative),
-            None => println!(
+            Some(_) => writeln!(stdout, "ok        {}", result.relative)?,
+            None => writeln!(
+                stdout,
                 "unpinned  {}: sha256 {} (no published hash to compare with)",
                 result.relative, result.sha256
-            ),
+            )?,
         }
     }
     Ok(if bad == 0 {

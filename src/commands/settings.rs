@@ -1,6 +1,7 @@
 //! `stable-diffusion-webui settings show | diff | apply | keys | presets`, and the merge
 //! every start runs (`prepare_start`).
 
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -60,17 +61,19 @@ pub fn run(launcher: &LauncherArgs, args: &SettingsArgs) -> anyhow::Result<ExitC
             let plan = Plan::resolve(launcher.settings_file.as_deref(), &launcher.presets, &data)?;
             let settings::PresetApplied { written, skipped } =
                 settings::apply_preset_persistently(preset, &plan, &data)?;
+            let mut stdout = io::stdout().lock();
             for (target, key, value) in &written {
-                println!("{}: {key} = {value}", target.file_name());
+                writeln!(stdout, "{}: {key} = {value}", target.file_name())?;
             }
             for key in &skipped {
-                println!("skipped {key}: locked by {}", plan.source);
+                writeln!(stdout, "skipped {key}: locked by {}", plan.source)?;
             }
-            println!(
+            writeln!(
+                stdout,
                 "applied preset {preset} to {} ({} values; a backup of each changed file was kept)",
                 data.display(),
                 written.len()
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         SettingsCommand::Presets(out) => {
@@ -84,16 +87,18 @@ pub fn run(launcher: &LauncherArgs, args: &SettingsArgs) -> anyhow::Result<ExitC
                 };
                 list.push(json!({"name": name, "description": preset.description, "from": from}));
             }
+            let mut stdout = io::stdout().lock();
             if out.json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&list)?)?;
             } else {
                 for p in &list {
-                    println!(
+                    writeln!(
+                        stdout,
                         "{:<10} {} ({})",
                         text(&p["name"]),
                         text(&p["description"]),
                         text(&p["from"])
-                    );
+                    )?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -124,23 +129,26 @@ fn keys(launcher: &LauncherArgs, as_json: bool) -> anyhow::Result<ExitCode> {
     let reply = embed::settings_keys(&prepared.shim_dir, &serde_json::to_string(&config)?)?;
     let keys: serde_json::Map<String, Value> =
         serde_json::from_str(&reply).context("The shim returned invalid JSON for the keys")?;
+    let mut stdout = io::stdout().lock();
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&keys)?);
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&keys)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     for (key, info) in &keys {
-        println!(
+        writeln!(
+            stdout,
             "{key:<48} {:<6} {:<24} {}",
             text(&info["type"]),
             info["default"].to_string(),
             text(&info["label"])
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn show(plan: &Plan, data: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     let (files, _) = settings::compute(plan, data)?;
+    let mut stdout = io::stdout().lock();
     let mut rows = Vec::new();
     for file in &files {
         let declared = plan.declared(file.target);
@@ -164,21 +172,22 @@ fn show(plan: &Plan, data: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
             "presets": plan.presets.iter().map(|(n, _)| n).collect::<Vec<_>>(),
             "settings": rows,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("managed by  {}", plan.source);
+    writeln!(stdout, "managed by  {}", plan.source)?;
     let names: Vec<&str> = plan.presets.iter().map(|(n, _)| n.as_str()).collect();
-    println!(
+    writeln!(
+        stdout,
         "presets     {}",
         if names.is_empty() {
             "-".to_owned()
         } else {
             names.join(", ")
         }
-    );
+    )?;
     if rows.is_empty() {
-        println!("no declared settings");
+        writeln!(stdout, "no declared settings")?;
     }
     for row in &rows {
         let note = if row["user_edit"] == true {
@@ -188,19 +197,21 @@ fn show(plan: &Plan, data: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
         } else {
             "applied at next start".to_owned()
         };
-        println!(
+        writeln!(
+            stdout,
             "{:<15} {:<44} {:<24} {:<16} {note}",
             text(&row["file"]),
             text(&row["key"]),
             row["effective"].to_string(),
             text(&row["layer"]),
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn diff(plan: &Plan, data: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     let (files, _) = settings::compute(plan, data)?;
+    let mut stdout = io::stdout().lock();
     if as_json {
         let out: serde_json::Map<String, Value> = files
             .iter()
@@ -211,21 +222,25 @@ fn diff(plan: &Plan, data: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
                 )
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut any = false;
     for file in &files {
         for change in &file.outcome.changes {
             any = true;
-            println!("{}: {}", file.target.file_name(), describe(change));
+            writeln!(stdout, "{}: {}", file.target.file_name(), describe(change))?;
         }
         for change in &file.outcome.kept {
-            println!("{}: {}", file.target.file_name(), describe(change));
+            writeln!(stdout, "{}: {}", file.target.file_name(), describe(change))?;
         }
     }
     if !any {
-        println!("no changes: the next start leaves {} as they are", both());
+        writeln!(
+            stdout,
+            "no changes: the next start leaves {} as they are",
+            both()
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -35,6 +35,7 @@ use sha2::{Digest, Sha256};
 
 use super::human_bytes;
 use super::paths::{PART_META_SUFFIX, PART_SUFFIX, with_suffix};
+use crate::settings::write::{WriteError, write_atomic};
 
 /// One URL a file can be fetched from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +212,8 @@ pub enum DownloadError {
     NoSource { label: String },
     #[error("Failed to set up the HTTP client")]
     Client(#[source] reqwest::Error),
+    #[error(transparent)]
+    Write(#[from] WriteError),
 }
 
 impl DownloadError {
@@ -407,14 +410,16 @@ impl Part {
         }
     }
 
+    /// Atomically (temp file, fsync, rename): a torn record would make the next run throw
+    /// the `.part` away and start over.
     fn save_meta(&self) -> Result<(), DownloadError> {
-        let io = |source| DownloadError::Io {
+        let text = serde_json::to_vec_pretty(&self.meta).map_err(|e| DownloadError::Io {
             action: "write",
             path: self.meta_path.clone(),
-            source,
-        };
-        let text = serde_json::to_vec_pretty(&self.meta).map_err(|e| io(e.into()))?;
-        std::fs::write(&self.meta_path, text).map_err(io)
+            source: e.into(),
+        })?;
+        write_atomic(&self.meta_path, &text)?;
+        Ok(())
     }
 
     /// Remove the `.part` and its record (after a hash mismatch).
@@ -1163,6 +1168,47 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "No space left on the device for `/d/models/VAE/v.safetensors.part` (3.0 MiB of 10.0 MiB downloaded); the partial download was kept: free some space and run the same command again to resume"
+        );
+    }
+
+    /// Issue #18, bug 2: `.part.json` was written with a plain `fs::write` (truncate, then
+    /// write), so a crash or a concurrent reader could see it empty or cut short, and the
+    /// download then started over. Every read while it is rewritten must parse.
+    #[test]
+    fn i18_the_part_record_is_never_seen_half_written() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let tmp = tempfile::tempdir().unwrap();
+        let mut part = open_part(&tmp.path().join("v.safetensors"), None, None).unwrap();
+        part.save_meta().unwrap();
+        let meta_path = part.meta_path.clone();
+        let done = AtomicBool::new(false);
+        let (reads, torn) = std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let (mut reads, mut torn) = (0, Vec::new());
+                while !done.load(Ordering::Relaxed) {
+                    reads += 1;
+                    match std::fs::read(&meta_path) {
+                        Ok(bytes) if serde_json::from_slice::<PartMeta>(&bytes).is_ok() => {}
+                        Ok(bytes) => torn.push(format!("{} bytes", bytes.len())),
+                        Err(e) => torn.push(e.to_string()),
+                    }
+                }
+                (reads, torn)
+            });
+            for i in 0..200 {
+                // Large enough that a non-atomic write is visibly in progress for a while.
+                part.meta.url = format!("https://example.invalid/{}", "x".repeat(1 << 16));
+                part.meta.total = Some(i);
+                part.save_meta().unwrap();
+            }
+            done.store(true, Ordering::Relaxed);
+            reader.join().unwrap()
+        });
+        assert!(
+            torn.is_empty(),
+            "{} of {reads} reads saw a torn record: {:?}",
+            torn.len(),
+            &torn[..torn.len().min(5)]
         );
     }
 

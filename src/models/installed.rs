@@ -8,14 +8,18 @@
 //! as "not checked".
 
 use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
 
 use super::ModelsError;
+use crate::settings::write::write_atomic;
 
 const MANIFEST: &str = ".downloads.json";
+/// Locked (flock) around every load-change-save of [`MANIFEST`]; see [`Manifest::update`].
+const MANIFEST_LOCK: &str = ".downloads.json.lock";
 const MANIFEST_VERSION: u32 = 1;
 
 /// What is known about one file under `<data>/models`.
@@ -100,7 +104,7 @@ impl Manifest {
         }
     }
 
-    /// Write atomically (temp file in the same directory, then rename).
+    /// Write atomically (temp file in the same directory, fsync, rename, fsync the directory).
     pub fn save(&self, models_dir: &Path) -> Result<(), ModelsError> {
         let path = Manifest::path(models_dir);
         let io = |action: &'static str| {
@@ -113,21 +117,56 @@ impl Manifest {
         };
         std::fs::create_dir_all(models_dir).map_err(io("create the directory of"))?;
         let text = serde_json::to_vec_pretty(self).map_err(|e| io("write")(e.into()))?;
-        let mut file = tempfile::NamedTempFile::new_in(models_dir).map_err(io("write"))?;
-        std::io::Write::write_all(&mut file, &text).map_err(io("write"))?;
-        file.as_file().sync_all().map_err(io("write"))?;
-        file.persist(&path).map_err(|e| io("write")(e.error))?;
+        write_atomic(&path, &text)?;
         Ok(())
     }
 
     /// Load, change, save: for updates after each download finishes.
+    ///
+    /// Other processes write the record too (a first-use download inside the running webui,
+    /// `models pull` in another shell), so the whole load-change-save holds an exclusive
+    /// `flock` on `.downloads.json.lock`. The lock is on a file of its own, not on the record:
+    /// the atomic save replaces the record's inode, and a lock on the old inode would not
+    /// keep out a process that opens the new one.
     pub fn update(
         models_dir: &Path,
         change: impl FnOnce(&mut Manifest),
     ) -> Result<(), ModelsError> {
+        let _lock = lock_exclusive(models_dir)?;
         let mut manifest = Manifest::load(models_dir);
         change(&mut manifest);
         manifest.save(models_dir)
+    }
+}
+
+/// Opens `<models>/.downloads.json.lock` and waits for an exclusive lock on it; dropping the
+/// file releases it. flock locks belong to the open file description, so this also excludes
+/// other threads of this process, each with its own open.
+fn lock_exclusive(models_dir: &Path) -> Result<File, ModelsError> {
+    use std::os::fd::AsRawFd;
+    let path = models_dir.join(MANIFEST_LOCK);
+    let io = |action: &'static str, source| ModelsError::Io {
+        action,
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(models_dir).map_err(|e| io("create the directory of", e))?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| io("open", e))?;
+    loop {
+        // SAFETY: flock on a file descriptor we own; it has no memory effects.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(file);
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(io("lock", error));
+        }
     }
 }
 
@@ -174,6 +213,48 @@ mod tests {
         assert_eq!(Manifest::load(&models).files[&key], record);
         std::fs::write(&file, b"abcd").unwrap();
         assert!(!record.fresh(&std::fs::metadata(&file).unwrap()));
+    }
+
+    /// Issue #18, bug 2: two writers of the record (the running webui's first-use download
+    /// and `models pull` in a shell) each loaded, changed and saved it, and the later save
+    /// dropped the other's records. Writers here are threads with no shared in-process lock,
+    /// as two processes have none; every record they add must survive.
+    #[test]
+    fn i18_concurrent_updates_keep_every_record() {
+        let tmp = tempfile::tempdir().unwrap();
+        let models = tmp.path().join("models");
+        let record = |source: String| Record {
+            catalog: None,
+            source,
+            sha256: "0".repeat(64),
+            expected: None,
+            origin: None,
+            size: 0,
+            modified_ns: None,
+        };
+        let (writers, each) = (4, 50);
+        std::thread::scope(|s| {
+            for w in 0..writers {
+                let (models, record) = (&models, &record);
+                s.spawn(move || {
+                    for i in 0..each {
+                        let key = format!("w{w}/{i}.safetensors");
+                        Manifest::update(models, |m| {
+                            m.files.insert(key.clone(), record(key.clone()));
+                        })
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        let files = Manifest::load(&models).files;
+        assert_eq!(
+            files.len(),
+            writers * each,
+            "records lost: {} of {}",
+            writers * each - files.len(),
+            writers * each
+        );
     }
 
     #[test]

@@ -91,6 +91,8 @@ pub enum ModelsError {
         "`{path}` already exists and is not a link into the Nix store; it was left alone (remove it to use `{store_path}`)"
     )]
     Occupied { path: PathBuf, store_path: PathBuf },
+    #[error(transparent)]
+    Write(#[from] crate::settings::write::WriteError),
     #[error("Failed to parse the declared models in `{path}`")]
     Declared {
         path: PathBuf,

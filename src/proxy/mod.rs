@@ -52,6 +52,7 @@ use self::files::FileRoots;
 use self::forward::{Backend, Origin};
 pub use self::tls::TlsError;
 use self::unavailable::Reason;
+use crate::subpath::Subpath;
 
 /// How long open connections may finish their current request after shutdown is requested.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -72,8 +73,9 @@ pub struct ProxyConfig {
     pub listen: Vec<SocketAddr>,
     /// gradio's private loopback address.
     pub backend: SocketAddr,
-    /// `--subpath` without slashes (`Some("sd")`); gradio runs with `root_path` `/sd`.
-    pub subpath: Option<String>,
+    /// `--subpath` (`sd`, validated when the command line was parsed); gradio runs with
+    /// `root_path` `/sd`.
+    pub subpath: Option<Subpath>,
     /// `--tls-certfile`/`--tls-keyfile`, terminated here.
     pub tls: Option<TlsFiles>,
     /// True when `--gradio-auth`/`--gradio-auth-path` is in use: files are then served only
@@ -128,12 +130,6 @@ pub enum ProxyError {
         #[source]
         source: std::io::Error,
     },
-    /// The subpath has characters a URL path would need to escape.
-    #[error("Invalid subpath `{subpath}`: use letters, digits, `-`, `_`, `.`, `~` and `/`")]
-    InvalidSubpath {
-        /// The subpath as given.
-        subpath: String,
-    },
     /// The TLS certificate or key could not be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -165,7 +161,7 @@ impl std::fmt::Debug for BoundProxy {
 
 /// Opens the public sockets now, so "port in use" fails before the webui starts.
 pub async fn bind(config: ProxyConfig) -> Result<BoundProxy, ProxyError> {
-    let prefix = subpath_prefix(config.subpath.as_deref())?;
+    let prefix = config.subpath.as_ref().and_then(Subpath::prefix);
     let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let listeners = listen::bind_all(&config.listen)?;
     let local_addrs = listeners
@@ -181,29 +177,6 @@ pub async fn bind(config: ProxyConfig) -> Result<BoundProxy, ProxyError> {
         gradio_auth: config.gradio_auth,
         forwarding: watch::channel(false).0,
     })
-}
-
-/// `Some("sd")` → `Some("/sd")`, tolerating stray slashes; `None` for no prefix.
-fn subpath_prefix(subpath: Option<&str>) -> Result<Option<String>, ProxyError> {
-    let Some(subpath) = subpath else {
-        return Ok(None);
-    };
-    let trimmed = subpath.trim_matches('/');
-    if trimmed.is_empty() {
-        return Ok(None);
-    }
-    let valid = trimmed
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-_.~/".contains(&b))
-        && trimmed
-            .split('/')
-            .all(|part| !part.is_empty() && part != "." && part != "..");
-    if !valid {
-        return Err(ProxyError::InvalidSubpath {
-            subpath: subpath.to_owned(),
-        });
-    }
-    Ok(Some(format!("/{trimmed}")))
 }
 
 /// What the proxy does with requests right now.
@@ -478,22 +451,4 @@ fn redirect_to_prefix<B>(prefix: &str, request: &Request<B>, status: StatusCode)
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn subpath_is_normalized_and_checked() {
-        assert_eq!(subpath_prefix(None).unwrap(), None);
-        assert_eq!(subpath_prefix(Some("")).unwrap(), None);
-        assert_eq!(subpath_prefix(Some("sd")).unwrap().as_deref(), Some("/sd"));
-        assert_eq!(
-            subpath_prefix(Some("/a/b/")).unwrap().as_deref(),
-            Some("/a/b")
-        );
-        assert!(subpath_prefix(Some("a b")).is_err());
-        assert!(subpath_prefix(Some("a/../b")).is_err());
-    }
 }

@@ -13,29 +13,53 @@ use tempfile::TempDir;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
-/// The interpreter whose site-packages (with `packaging`) the fixture environment reuses.
-/// Must be the same Python minor version the launcher embeds.
-fn test_python() -> Option<PathBuf> {
-    let python = std::env::var_os("SD_WEBUI_TEST_PYTHON")
+#[path = "../support/prereq.rs"]
+pub mod prereq;
+
+/// The interpreter whose site-packages (with `packaging`) the fixture environment reuses:
+/// `SD_WEBUI_TEST_PYTHON`, else `python3`. Must be the same Python minor version the launcher
+/// embeds. `Err` says why it is unusable.
+fn test_python() -> Result<PathBuf, String> {
+    let python = std::env::var_os(prereq::PYTHON_VAR)
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("python3"));
-    let ok = Command::new(&python)
+    match Command::new(&python)
         .args(["-c", "import packaging"])
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success());
-    ok.then_some(python)
+    {
+        Ok(status) if status.success() => Ok(python),
+        Ok(status) => Err(format!(
+            "`{}` cannot import `packaging` ({status})",
+            python.display()
+        )),
+        Err(e) => Err(format!("`{}` does not run: {e}", python.display())),
+    }
 }
 
-/// Skip (or fail under CI) when no suitable interpreter exists.
-pub fn require_python() -> Option<PathBuf> {
-    let python = test_python();
-    if python.is_none() {
-        let msg = "no Python with `packaging` (set SD_WEBUI_TEST_PYTHON); launcher tests skipped";
-        assert!(std::env::var_os("SD_WEBUI_TEST_REQUIRE").is_none(), "{msg}");
-        eprintln!("SKIPPED: {msg}");
+/// The interpreter for `test`; without one, the test is skipped (saying so), or fails where
+/// the environment must exist (see [`prereq`]).
+pub fn require_python(test: &str) -> Option<PathBuf> {
+    match test_python() {
+        Ok(python) => Some(python),
+        Err(why) if prereq::python_required() => panic!(
+            "{test}: no usable Python for the fixture: {why} ({} or {}=1 say one must be there)",
+            prereq::PYTHON_VAR,
+            prereq::REQUIRE_VAR
+        ),
+        Err(why) => {
+            prereq::skip(
+                test,
+                &format!(
+                    "no Python with `packaging` ({why}; set {})",
+                    prereq::PYTHON_VAR
+                ),
+            );
+            None
+        }
     }
-    python
 }
 
 pub struct TestEnv {
@@ -84,8 +108,9 @@ fn python_output(python: &Path, code: &str) -> String {
 }
 
 impl TestEnv {
-    pub fn new() -> Option<TestEnv> {
-        let python = require_python()?;
+    /// The fixture for `test`, or `None` when it is skipped (see [`require_python`]).
+    pub fn new(test: &str) -> Option<TestEnv> {
+        let python = require_python(test)?;
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
         let webui = root.join("webui");

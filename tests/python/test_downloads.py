@@ -55,7 +55,7 @@ def test_preview_decoder_downloads_go_through_the_launcher(tmp_path, monkeypatch
     download_model = downloads._make_download_model(downloads._make_load_file_from_url("/data"))
     module = types.ModuleType("modules.sd_vae_taesd")
     module.download_model = lambda path, url: pytest.fail("upstream's torch.hub download ran")
-    downloads._replace(module, "download_model", download_model)
+    downloads._replace_download_model(module, download_model)
 
     target = tmp_path / "VAE-taesd" / "taesd_decoder.pth"
     url = "https://github.com/madebyollin/taesd/raw/main/taesd_decoder.pth"

@@ -8,7 +8,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different part.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,27 +21,37 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+#[path = "prereq.rs"]
+pub mod prereq;
+
 /// The interpreter with gradio 3.41.2.
-pub const PYTHON_VAR: &str = "SD_WEBUI_TEST_PYTHON";
-/// Set to `1` to fail, not skip, when [`PYTHON_VAR`] is unset.
+pub const PYTHON_VAR: &str = prereq::PYTHON_VAR;
+/// Set to `1` to fail, not skip, when [`PYTHON_VAR`] is unset (as `SD_WEBUI_TEST_REQUIRE=1`
+/// does).
 pub const REQUIRE_VAR: &str = "SD_WEBUI_REQUIRE_GRADIO";
 
 /// How long gradio may take to print READY (imports take a few seconds on a slow machine).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The interpreter to run gradio with, or `None` (after saying why) to skip the test.
+/// The interpreter to run gradio with, or `None` (after a SKIP line) to skip the test. A named
+/// interpreter must be usable ([`Gradio::start`] fails the test otherwise); none named is a
+/// failure under [`REQUIRE_VAR`]`=1` or `SD_WEBUI_TEST_REQUIRE=1` (see [`prereq`]).
 pub fn python_or_skip(test: &str) -> Option<PathBuf> {
     match std::env::var_os(PYTHON_VAR) {
         Some(python) if !python.is_empty() => Some(PathBuf::from(python)),
         _ => {
-            if std::env::var(REQUIRE_VAR).is_ok_and(|v| v == "1") {
-                panic!("{test}: {PYTHON_VAR} is not set but {REQUIRE_VAR}=1");
+            if std::env::var(REQUIRE_VAR).is_ok_and(|v| v == "1") || prereq::python_required() {
+                panic!(
+                    "{test}: {PYTHON_VAR} is not set but {REQUIRE_VAR}=1 or {}=1",
+                    prereq::REQUIRE_VAR
+                );
             }
-            // Straight to the stream, not through `eprintln!`, which the test harness captures.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {test}: set {PYTHON_VAR} to a Python with gradio 3.41.2 \
-                 (pip install -r tests/requirements-gradio.lock)"
+            prereq::skip(
+                test,
+                &format!(
+                    "set {PYTHON_VAR} to a Python with gradio 3.41.2 \
+                     (pip install -r tests/requirements-gradio.lock)"
+                ),
             );
             None
         }

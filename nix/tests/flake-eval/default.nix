@@ -113,13 +113,27 @@ let
       __stubCached = "0";
     };
 
+  # As nix/README.md says a user must: a nixpkgs that allows unfree packages (torch-bin, CUDA).
   overlaid =
     system:
     realLib.fix (
-      realLib.foldl' (realLib.flip realLib.extends) (_: stubNixpkgs { inherit system; }) [
-        self.overlays.default
-      ]
+      realLib.foldl' (realLib.flip realLib.extends)
+        (
+          _:
+          stubNixpkgs {
+            inherit system;
+            config.allowUnfree = true;
+          }
+        )
+        [
+          self.overlays.default
+        ]
     );
+  overlaidWithout = realLib.fix (
+    realLib.foldl' (realLib.flip realLib.extends) (_: stubNixpkgs { system = linux; }) [
+      self.overlays.default
+    ]
+  );
   overlayAttrs =
     system: realLib.filterAttrs (n: _: realLib.hasPrefix "stable-diffusion-webui" n) (overlaid system);
 
@@ -163,6 +177,9 @@ let
       system: tries (map (d: d.drvPath) (builtins.attrValues (overlayAttrs system)))
     ) systems;
     "overlay: a system without a variant gets no attributes" = overlayAttrs "riscv64-linux" == { };
+    "overlay: without allowUnfree the CUDA package is refused (its license), the CPU one is not" =
+      !(tries overlaidWithout.stable-diffusion-webui-cuda.drvPath)
+      && tries overlaidWithout.stable-diffusion-webui-cpu.drvPath;
 
     # 4: the manifest check reports (a derivation that fails with the diff), it does not throw.
     "checks.python-versions evaluates on every system" = realLib.all (

@@ -74,9 +74,16 @@ let
       # Checks nixpkgs makes only when the derivation is used (drvPath/outPath), not when the
       # attribute set is looked at: [ message ] fails.
       deferred = lib.concatLists (attrs.__stubDeferredChecks or [ ]);
+      # check-meta.nix: an unfree package is refused unless config allows it.
+      unfreeAllowed =
+        !(meta.unfree or false)
+        || (config.allowUnfree or false)
+        || (config.allowUnfreePredicate or (_: false)) attrs;
       valid =
         if deferred != [ ] then
           throw (builtins.head deferred)
+        else if !unfreeAllowed then
+          throw "Package ‘${name}’ has an unfree license, refusing to evaluate."
         else if badEnv != [ ] then
           throw "${name}: The `env` attribute set can only contain derivation, string, boolean or integer attributes. The ${lib.concatStringsSep ", " badEnv} attribute(s) are of another type."
         else if refused != { } then
@@ -924,6 +931,8 @@ let
   };
 
   base = final: {
+    # `import pkgs.path { ... }` gives this stub again (nix/tests/flake-eval/nixpkgs).
+    path = ./nixpkgs;
     inherit
       lib
       config
