@@ -64,6 +64,7 @@ DOC = REPO / "docs" / "extensions-compatibility.md"
 ARMS = ("upstream", "pinned", "flake")
 UPSTREAM_READY = re.compile(r"Startup time: ")
 BASELINE = "_baseline"
+ROWS = 20  # the table: the first 20 extensions, by stars, that load under upstream's launch.py
 UPSTREAM_FLAGS = ["--skip-torch-cuda-test", "--no-half", "--use-cpu", "all", "--api", "--no-download-sd-model"]
 UPSTREAM_BOOT = (
     "import launch; launch.launch_utils.run_extensions_installers(launch.args.ui_settings_file); launch.main()"
@@ -180,6 +181,8 @@ def layer_packages(layer: Path, pyver: str) -> list[str]:
             for line in meta.read_text(errors="replace").splitlines():
                 if line.startswith("Name:"):
                     names.append(line.split(":", 1)[1].strip())
+                elif line.startswith("Version:"):
+                    names[-1] += "==" + line.split(":", 1)[1].strip()
                     break
     return names
 
@@ -214,6 +217,7 @@ class PageRefs(html.parser.HTMLParser):
             self.urls.append(attrs["href"])
 
 
+EXC_RE = re.compile(r"^[\w.]*(Error|Exception|Exit|Interrupt|Warning)\b")
 FILE_RE = re.compile(r"""["'(]((?:\./)?file=[^"')\s]+)""")
 
 
@@ -244,7 +248,11 @@ def tracebacks(lines: list[str]) -> list[str]:
             j = i + 1
             while j < len(lines) and (lines[j].startswith((" ", "\t", "***")) or "Traceback" in lines[j]):
                 j += 1
-            last = lines[j] if j < len(lines) else lines[j - 1]
+            end = j + 1 if j < len(lines) and EXC_RE.match(lines[j]) else j
+            tail = [
+                ln for ln in lines[i + 1 : end] if ln.strip("* ") and not ln.strip("* ").startswith(("File ", "^", "~"))
+            ]
+            last = tail[-1] if tail else ""
             head = lines[start].strip()
             found.append(f"{head} … {last.strip()}"[:400])
             i = j + 1
@@ -360,6 +368,7 @@ def one_run(ctx: Ctx, name: str, arm: str, baseline_routes: dict | None) -> dict
     before = h.tree_digest(watched) if arm != "upstream" else h.tree_digest(watched)
     log = ctx.work / "logs" / f"{name}.{arm}.log"
     server = h.Server([str(a) for a in argv], env=env, cwd=cwd, log_path=log, ready_re=ready)
+    mark = None
     started = time.monotonic()
     server.start()
     base = f"http://127.0.0.1:{port}"
@@ -376,6 +385,7 @@ def one_run(ctx: Ctx, name: str, arm: str, baseline_routes: dict | None) -> dict
                 server.wait_for_line(r"Model loaded in|Failed to load checkpoint", 120)
             except AssertionError:
                 pass
+            mark = len(server.lines)  # what follows is our probing: its tracebacks are not load errors
             page = h.http("GET", base + "/", timeout=120)
             result["page_status"] = page.status
             statuses = {}
@@ -385,6 +395,19 @@ def one_run(ctx: Ctx, name: str, arm: str, baseline_routes: dict | None) -> dict
                 except OSError as error:
                     statuses[url[len(base) :]] = str(error)
             result["urls"] = statuses
+            # Files the extension wrote under the webui's root while loading under upstream, fetched
+            # the way its JavaScript does: `file=<path relative to the root>`.
+            if arm == "upstream":
+                written = [
+                    c[len("added ") : -len(" (file)")]
+                    for c in h.digest_changes(before, h.tree_digest(watched), 400)
+                    if c.startswith("added ") and c.endswith("(file)") and "__pycache__" not in c
+                ]
+                relative = [w for w in written if not w.startswith(("config_states/", "outputs/", "log/"))][:20]
+            else:
+                relative = (cached(ctx, name, "upstream") or {}).get("relative_files", [])
+            result["relative_files"] = relative
+            result["relative_status"] = {r: h.http("GET", f"{base}/file={r}", timeout=60).status for r in relative}
             routes = api_routes(base)
             result["routes_all"] = routes
             if baseline_routes is not None:
@@ -395,7 +418,10 @@ def one_run(ctx: Ctx, name: str, arm: str, baseline_routes: dict | None) -> dict
         server.kill()
     result["exit"] = rc
     lines = server.lines
-    result["tracebacks"] = tracebacks(lines)
+    if mark is None:
+        mark = len(lines)
+    result["tracebacks"] = tracebacks(lines[:mark])
+    result["probe_errors"] = len(tracebacks(lines[mark:]))
     result["install"] = install_lines(lines, name)
     result["tree_changes"] = [
         c for c in h.digest_changes(before, h.tree_digest(watched), 400) if "__pycache__" not in c
@@ -411,6 +437,36 @@ def one_run(ctx: Ctx, name: str, arm: str, baseline_routes: dict | None) -> dict
     return result
 
 
+def message_check(ctx: Ctx, name: str) -> dict:
+    """The launcher's one message for what install.py asks, on the environment without the row's packages.
+
+    `extensions check NAME` runs install.py as the launcher does at start. The environment is a
+    fresh, empty layer over the upstream environment: an install.py that starts pip itself (not
+    through launch.run_pip) installs there, and that shows here as packages added to the layer.
+    """
+    work = ctx.work / "runs" / name / "message"
+    shutil.rmtree(work, ignore_errors=True)
+    data = work / "data"
+    shutil.copytree(ctx.corpus / name, data / "extensions" / name, symlinks=True)
+    bare = ctx.work / "envs-bare" / name
+    shutil.rmtree(bare, ignore_errors=True)
+    make_layer(base_interpreter(ctx.venv), ctx.site(ctx.venv), bare, ctx.pyver)
+    before = {p.name for p in ctx.site(bare).iterdir()}
+    env = h.offline_env(work, tmpdir=work, hf_home=work / "hf", extra={"SD_WEBUI_SHIM_DIR": str(ctx.shim)})
+    argv = [ctx.launcher, "extensions", "check", name, "--webui-root", ctx.root, "--python-env", bare]
+    argv += ["--data-dir", data, "--cache-dir", work / "cache"]
+    try:
+        out = run(argv, env=env, timeout=900)
+        text, rc = ANSI.sub("", out.stdout + out.stderr), out.returncode
+    except subprocess.TimeoutExpired:
+        text, rc = "timeout", -1
+    added = sorted({p.name for p in ctx.site(bare).iterdir()} - before)
+    return {"rc": rc, "output": text[-3000:], "pip_ran_into_env": [a for a in added if a.endswith(".dist-info")]}
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
 def flake_layer(ctx: Ctx, name: str, upstream_layer: Path) -> Path:
     """A layer over the flake's set holding, by name, what the upstream arm pip-installed."""
     pyver = next(p.name for p in (ctx.flake_venv / "lib").iterdir() if p.name.startswith("python3"))
@@ -420,20 +476,41 @@ def flake_layer(ctx: Ctx, name: str, upstream_layer: Path) -> Path:
     wanted = layer_packages(upstream_layer, ctx.pyver)
     marker = layer / "installed.json"
     if wanted and not marker.is_file():
-        freeze = run([ctx.flake_venv / "bin" / "python3", "-m", "pip", "freeze"]).stdout
-        constraints = layer / "constraints.txt"
-        constraints.write_text(freeze)
-        pip = run(
-            [layer / "bin" / "python3", "-m", "pip", "install", "--prefer-binary", "-c", constraints, *wanted],
-            timeout=900,
-        )
-        marker.write_text(
-            json.dumps({"wanted": wanted, "rc": pip.returncode, "tail": (pip.stdout + pip.stderr)[-2000:]})
-        )
+        # By name, without dependencies (the upstream arm's layer already lists them all), and only
+        # what the set lacks: pip never replaces one of the set's own packages, and never backtracks.
+        have = run([ctx.flake_venv / "bin" / "python3", "-m", "pip", "list", "--format=freeze"]).stdout
+        present = {line.split("==")[0].lower().replace("_", "-") for line in have.splitlines()}
+        lacking = [n for n in wanted if n.split("==")[0].lower().replace("_", "-") not in present]
+        pip = [layer / "bin" / "python3", "-m", "pip", "install", "--no-deps", "--prefer-binary"]
+        failed = []
+        try:
+            if run([*pip, *lacking], timeout=600).returncode:
+                # One by one: the upstream arm's version, else the newest with a wheel for this Python.
+                for req in lacking:
+                    if run([*pip, req], timeout=300).returncode:
+                        failed.append(req)
+                        run([*pip, req.split("==")[0]], timeout=300)
+        except subprocess.TimeoutExpired:
+            failed.append("timeout")
+        marker.write_text(json.dumps({"wanted": wanted, "lacking": lacking, "not_at_upstream_version": failed}))
     return layer
 
 
 # --------------------------------------------------------------------------- table
+
+
+def short_error(block: str) -> str:
+    head, _, last = block.partition(" … ")
+    last = last.lstrip("* ").strip()
+    if "Error running install.py" in head:
+        return "install.py fails: " + last
+    match = re.search(r"Error loading script: (\S+)", head)
+    if match:
+        return f"script {match.group(1)}: {last}"
+    match = re.search(r"Error executing callback (\w+) for \S*/extensions/[^/]+/(\S+)", head)
+    if match:
+        return f"{match.group(1)} of {match.group(2)}: {last}"
+    return last or head
 
 
 def verdict(result: dict | None, baseline: dict | None) -> tuple[str, str, str, str]:
@@ -441,10 +518,11 @@ def verdict(result: dict | None, baseline: dict | None) -> tuple[str, str, str, 
     if result is None:
         return ("–", "–", "–", "–")
     if not result.get("ready"):
-        return ("no: " + result.get("fatal", "did not start")[:120], "–", "–", "–")
+        why = short_error(result["tracebacks"][-1]) if result.get("tracebacks") else result.get("fatal", "")
+        return ("no: does not start: " + why[:200], "–", "–", "–")
     base_tb = set(baseline.get("tracebacks", [])) if baseline else set()
     own = [t for t in result.get("tracebacks", []) if t not in base_tb]
-    loads = "yes" if not own else "no: " + "; ".join(own)[:300]
+    loads = "yes" if not own else "no: " + "; ".join(short_error(t) for t in own)[:300]
     bad = {u: s for u, s in result.get("urls", {}).items() if s != 200}
     files = (
         f"{len(result.get('urls', {}))}/200"
@@ -456,10 +534,64 @@ def verdict(result: dict | None, baseline: dict | None) -> tuple[str, str, str, 
     if result["arm"] == "upstream":
         writes = f"{len(changes)} in its tree copy" if changes else "none"
     else:
-        writes = "none" if not changes and not home else "YES: " + ", ".join(changes + home)[:300]
+        # ~/.cache/<tool> (numba, onnxruntime, ...) is the user's cache dir: third-party caches, not the tree.
+        user_cache = sorted({"/".join(p.split("/")[:2]) for p in home if p.startswith(".cache/")})
+        other = [p for p in home if not p.startswith(".cache/")]
+        writes = "none" if not changes and not other else "YES: " + ", ".join(changes + other)[:300]
+        if writes == "none" and user_cache:
+            writes = "none (user cache: " + ", ".join(f"~/{c}" for c in user_cache) + ")"
     routes = result.get("routes") or {}
     api = ", ".join(f"{p} {s}" for p, s in routes.items())[:300] if routes else "none added"
     return loads, files, writes, api
+
+
+def cell(result: dict | None, baseline: dict | None, message: dict | None = None) -> str:
+    """One arm's cell, short: loads / files / writes / API."""
+    if result is None:
+        return "not run"
+    loads, _files, writes, _api = verdict(result, baseline)
+    if not result.get("ready"):
+        return "**" + loads.replace("no: ", "") + "**"
+    parts = ["loads" if loads == "yes" else "**" + loads.replace("no: ", "error**: ")[:260]]
+    urls = result.get("urls", {})
+    bad = {u: s for u, s in urls.items() if s != 200}
+    parts.append(
+        f"files {len(urls) - len(bad)}/{len(urls)}"
+        + (": " + ", ".join(f"`{u}` {s}" for u, s in bad.items()) if bad else "")
+    )
+    if result["arm"] == "upstream":
+        base = set((baseline or {}).get("tree_changes", []))
+        own = [c for c in result.get("tree_changes", []) if c not in base]
+        parts.append("tree copy: " + ", ".join(own)[:200] if own else "no other writes")
+    else:
+        parts.append(
+            writes.replace("none", "no writes", 1) if writes.startswith("none") else "**writes: " + writes[5:] + "**"
+        )
+    if result["arm"] == "upstream":
+        asked = [ln for ln in result.get("install", []) if ln.startswith("Installing")]
+        added = [a for a in result.get("layer_added", []) if a.endswith(".dist-info")]
+        if asked or added:
+            parts.append(f"install: {len(asked)} pip requests, {len(added)} dists into the layer")
+    elif result["arm"] == "pinned" and message:
+        said = next((ln.split(None, 1)[1] for ln in message["output"].splitlines() if "requirements " in ln), "?")
+        parts.append(f"launcher on the bare env: `{said[:160]}`")
+        if message.get("pip_ran_into_env"):
+            parts.append(f"**install.py started pip itself: {len(message['pip_ran_into_env'])} dists into the env**")
+    rel = result.get("relative_status") or {}
+    if rel:
+        ok = [r for r, status in rel.items() if status == 200]
+        parts.append(
+            f"relative `file=` {len(ok)}/{len(rel)}"
+            + ("" if len(ok) == len(rel) else ": " + ", ".join(f"`{r}` {s}" for r, s in rel.items() if s != 200))
+        )
+    routes = result.get("routes") or {}
+    if routes:
+        codes: dict[str, int] = {}
+        for status in routes.values():
+            key = {-1: "not probed", -2: "dropped"}.get(status, str(status))
+            codes[key] = codes.get(key, 0) + 1
+        parts.append(f"API {len(routes)}: " + " ".join(f"{k}×{v}" for k, v in sorted(codes.items())))
+    return " · ".join(parts).replace("|", "\\|").replace("\n", " ")
 
 
 def render(ctx: Ctx) -> str:
@@ -468,58 +600,69 @@ def render(ctx: Ctx) -> str:
     out = [
         "# Extensions compatibility",
         "",
-        "Generated by `tests/compat/extensions_compat.py` (see the end of this page for how it was made).",
+        "Generated by `tests/compat/extensions_compat.py` (how: at the end of this page).",
         "Rows: the most-starred extensions of upstream's index that load under upstream's own `launch.py`",
         "on a CPU, offline. Columns: **upstream** (`launch.py`, writable tree copy, its `install.py`",
         "pip-installing into the row's layer), **pinned** (the launcher, Python 3.11, tree read-only,",
-        "data dir under `~/.local/share`, the same packages), **flake** (the launcher on the flake's",
-        "Python set, 3.13 / pydantic 2, the same packages by name). Each cell: loads / files (every",
-        "script, style and `file=` URL of `GET /`, through the proxy for ours) / writes outside the",
-        "data, cache and temp dirs / API routes the extension adds with their status (GET, or POST `{}`;",
-        "422 = the route answers and validates).",
+        "unprivileged uid, data dir under `~/.local/share`, the same packages), **flake** (the launcher",
+        "on the flake's Python set: 3.13, pydantic 2, ...; the same distributions at the upstream arm's",
+        "versions where the set lacks them). Each cell: loads (no traceback or error report at start",
+        "that the arm's no-extension run lacks) · files (script, style and `file=` URLs of `GET /`",
+        "answering 200, through the proxy for ours) · writes outside the data, cache and temp dirs",
+        "(upstream: what changed in its tree copy beyond a run without extensions) · API: the routes",
+        "the extension adds, by status (GET, or POST `{}`; 422 = there and validating; dropped = the",
+        "connection was closed by an exception in the route, which the proxy answers as 502).",
         "",
-        "| # | extension (stars, rev) | upstream | pinned | flake | where they differ |",
+        "| # | extension (stars, commit) | upstream | pinned | flake | where the columns differ |",
         "|---|---|---|---|---|---|",
     ]
     n = 0
     summary = {arm: [0, 0, 0, 0] for arm in ARMS}
+    passed_over = []
+    beyond: list[str] = []
     for row in rows:
         if row["status"] != "take":
+            passed_over.append((row, f"{row['status']}: {row['reason']}"))
+            continue
+        results = {
+            arm: cached(ctx, row["name"], arm) if ctx.corpus else _any_cached(ctx, row["name"], arm) for arm in ARMS
+        }
+        up = results["upstream"]
+        if up is None:
+            continue
+        if verdict(up, base["upstream"])[0] != "yes":
+            why = verdict(up, base["upstream"])[0].replace("no: ", "")
+            passed_over.append((row, "ran: upstream's launch.py fails here: " + why[:300]))
+            continue
+        if n == ROWS:
+            beyond.append(row["name"])
             continue
         n += 1
-        cells = []
-        verdicts = {}
-        for arm in ARMS:
-            result = cached(ctx, row["name"], arm) if ctx.corpus else _any_cached(ctx, row["name"], arm)
+        for arm, result in results.items():
+            if result is None:
+                continue
             v = verdict(result, base[arm])
-            verdicts[arm] = v
-            if result is not None:
-                summary[arm][0] += 1
-                summary[arm][1] += v[0] == "yes"
-                summary[arm][2] += not v[1].startswith("no")
-                summary[arm][3] += v[2] in ("none",) or arm == "upstream"
-            cells.append(
-                "<br>".join(f"{k}: {c}" for k, c in zip(("loads", "files", "writes", "api"), v, strict=True)).replace(
-                    "|", "\\|"
-                )
-            )
+            summary[arm][0] += 1
+            summary[arm][1] += v[0] == "yes"
+            summary[arm][2] += not v[1].startswith("no")
+            summary[arm][3] += v[2].startswith("none") or arm == "upstream"
         rev = revision(ctx, row["name"]) if ctx.corpus else ""
-        note = row["reason"].replace("|", "\\|")
-        out.append(
-            f"| {n} | [{row['name']}](https://github.com/{row['repo']}) ({row['stars']}, {rev[:8]}) | "
-            + " | ".join(cells)
-            + f" | {note} |"
-        )
-    out += ["", "Summary (rows run / loads / serves every file / no write outside data, cache, temp):", ""]
+        link = f"[{row['name']}](https://github.com/{row['repo']})"
+        msg_path = ctx.work / "results" / row["name"] / "message.json"
+        message = json.loads(msg_path.read_text()) if msg_path.is_file() else None
+        cells = " | ".join(cell(results[arm], base[arm], message) for arm in ARMS)
+        out.append(f"| {n} | {link} ({row['stars']}, {rev[:8]}) | {cells} | {row['reason'] or 'same'} |")
+    out += ["", "Summary (rows run · load · serve every file · no write outside data, cache, temp):", ""]
     for arm in ARMS:
         s = summary[arm]
-        extra = " (writes: its tree copy is its data, as upstream)" if arm == "upstream" else ""
-        out.append(f"- {arm}: {s[0]} run, {s[1]} load, {s[2]} serve every file, {s[3]} no writes{extra}")
+        extra = " (upstream writes into its tree copy by design)" if arm == "upstream" else ""
+        out.append(f"- {arm}: {s[0]} · {s[1]} · {s[2]} · {s[3]}{extra}")
+    if beyond:
+        out += ["", f"Also run, beyond the first {ROWS} (cached, not in the table): {', '.join(beyond)}."]
     out += ["", "## Passed over (not rows)", "", "| extension (stars) | why |", "|---|---|"]
-    for row in rows:
-        if row["status"] != "take":
-            link = f"[{row['name']}](https://github.com/{row['repo']})"
-            out.append(f"| {link} ({row['stars']}) | {row['status']}: {row['reason']} |")
+    for row, why in passed_over:
+        link = f"[{row['name']}](https://github.com/{row['repo']})"
+        out.append(f"| {link} ({row['stars']}) | {why.replace('|', '/')} |")
     return "\n".join(out) + "\n"
 
 
@@ -568,6 +711,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: no checkout in {ctx.corpus}, skipped", flush=True)
             continue
         for arm in arms:
+            up = cached(ctx, name, "upstream")
+            if (
+                name != BASELINE
+                and arm != "upstream"
+                and up
+                and verdict(up, cached(ctx, BASELINE, "upstream"))[0] != "yes"
+            ):
+                print(f"{name}: does not load under upstream's launch.py (cached): not a row", flush=True)
+                break
             if not args.rerun and cached(ctx, name, arm) is not None:
                 continue
             base = cached(ctx, BASELINE, arm)
@@ -583,6 +735,11 @@ def main(argv: list[str] | None = None) -> int:
             if arm == "upstream" and name != BASELINE and v[0] != "yes":
                 print(f"  {name}: does not load under upstream's launch.py: not a row (mark it skip)", flush=True)
                 break
+        up = cached(ctx, name, "upstream")
+        message = ctx.work / "results" / name / "message.json"
+        if name != BASELINE and up and verdict(up, None)[0] == "yes" and (args.rerun or not message.is_file()):
+            print(f"{name} [launcher message] ...", flush=True)
+            message.write_text(json.dumps({"rev": revision(ctx, name), **message_check(ctx, name)}, indent=1))
         write_doc(ctx)
     return 0
 
