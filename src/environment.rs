@@ -51,6 +51,9 @@ pub fn webui_environment(
         ("TORCHINDUCTOR_CACHE_DIR", "torchinductor"),
         ("TRITON_CACHE_DIR", "triton"),
         ("MPLCONFIGDIR", "matplotlib"),
+        // numba (rembg's pymatting, ...) caches compiled code beside the module, or under
+        // ~/.cache when that is read-only, as it is here (the extensions corpus found it).
+        ("NUMBA_CACHE_DIR", "numba"),
     ] {
         if lookup(key).is_none() {
             set(key, cache(sub));
@@ -82,6 +85,7 @@ mod tests {
         assert_eq!(env["TORCH_HOME"], "/c/torch");
         assert_eq!(env["TORCHINDUCTOR_CACHE_DIR"], "/c/torchinductor");
         assert_eq!(env["TRITON_CACHE_DIR"], "/c/triton");
+        assert_eq!(env["NUMBA_CACHE_DIR"], "/c/numba");
         assert_eq!(env["COMMANDLINE_ARGS"], "");
         assert_eq!(env["GRADIO_ANALYTICS_ENABLED"], "False");
     }
