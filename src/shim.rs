@@ -62,8 +62,11 @@ pub struct LaunchConfig {
     pub managed_extensions_dir: Option<PathBuf>,
     /// The opt-in overlay prefix for extension installs (`webui_shim.overlay`).
     pub python_overlay: Option<PathBuf>,
-    /// The root view extensions see as `script_path` (`crate::root_view`); `None` outside `run`.
+    /// The root view extensions see as `script_path` (`crate::views::root`); `None` outside `run`.
     pub root_view: Option<PathBuf>,
+    /// The writable views the webui loads managed extensions from
+    /// (`crate::views::managed_extensions`); `None` outside `run`.
+    pub managed_extensions_view: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]

@@ -98,14 +98,26 @@ fn managed_and_user_extensions_load_and_their_assets_pass_the_proxy() {
     // Loaded: preload.py options were accepted and reached the scripts.
     let ping = json(port, "/full-featured/ping");
     assert_eq!(ping["greeting"], "hi");
+    // Loaded from its writable view in the data dir, whose links lead into the managed dir.
+    let views = data.join("managed-extensions");
     let ping = json(port, "/managed-greeter/ping");
     assert_eq!(ping["name"], "nix");
-    assert!(
-        ping["from"]
-            .as_str()
-            .unwrap()
-            .starts_with(managed.to_str().unwrap())
+    let from = PathBuf::from(ping["from"].as_str().unwrap());
+    assert!(from.starts_with(views.join("managed-greeter")), "{from:?}");
+    assert_eq!(
+        std::fs::canonicalize(&from).unwrap(),
+        std::fs::canonicalize(managed.join("managed-greeter/scripts/greeter.py")).unwrap()
     );
+    // What it wrote beside its own files (as regional prompter does) is in the view.
+    for (written, bytes) in [
+        ("greeter_presets.json", "[]"),
+        ("masks/saved.txt", "saved by the extension"),
+    ] {
+        let path = views.join("managed-greeter").join(written);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), bytes, "{path:?}");
+        assert!(!path.is_symlink());
+    }
+    assert!(views.join("managed-greeter/masks/shipped.txt").is_symlink());
 
     // JS and CSS of both kinds, through the proxy; the user's live under ~/.local, where
     // gradio itself would answer 403.
@@ -128,11 +140,7 @@ fn managed_and_user_extensions_load_and_their_assets_pass_the_proxy() {
             .iter()
             .any(|l| l.contains("/.local/") && l.ends_with(".js"))
     );
-    assert!(
-        links
-            .iter()
-            .any(|l| l.starts_with(managed.to_str().unwrap()))
-    );
+    assert!(links.iter().any(|l| l.starts_with(views.to_str().unwrap())));
 
     // install.py of the user extension: the one message, and the extension is still loaded.
     assert_eq!(
@@ -263,7 +271,7 @@ fn same_name_managed_wins_once_logged_and_nothing_is_touched_on_disk() {
         ping["from"]
             .as_str()
             .unwrap()
-            .starts_with(managed.to_str().unwrap())
+            .starts_with(data.join("managed-extensions").to_str().unwrap())
     );
     let notice = "Extension 'managed-greeter' is both managed";
     assert_eq!(run.count(notice), 1, "{}", run.output());
@@ -413,4 +421,42 @@ fn extensions_list_and_check_report_kind_source_state_and_requirements() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("No extension named \"nope\""));
     assert_eq!(env.spawned(), "", "pip or git was spawned");
+}
+
+/// An extension that starts pip itself (`subprocess` and `os.system`, in `install.py` and at
+/// script load), as adetailer and sd-dynamic-prompts do: a present package is a no-op, the absent
+/// ones end in the launcher's one message (install.py) or a refusal naming them (a script), and
+/// no pip process starts.
+#[test]
+fn an_extension_starting_pip_itself_gets_the_launchers_check_and_no_pip_runs() {
+    let env = env_or_skip!();
+    let data = data_dir(&env);
+    env.add_fixture_extension(&data, "pip-calling-extensions", "starts-pip-itself");
+    let port = free_port();
+    let mut cmd = env.command();
+    cmd.args(["--port", &port.to_string()]);
+    let mut run = Running::start(cmd);
+    run.wait_ready(1);
+
+    let output = run.output();
+    assert!(
+        output.contains("starts-pip-itself: install.py finished"),
+        "{output}"
+    );
+    assert_eq!(
+        run.count("Extension 'starts-pip-itself' needs Python packages that are not installed: absent-by-subprocess==2.0, absent-by-shell."),
+        1,
+        "{output}"
+    );
+    let refused = json(port, "/starts-pip-itself/refused");
+    let refused = refused["refused"].as_str().unwrap_or_default();
+    assert!(
+        refused.starts_with("PipBlocked: ")
+            && refused.contains("needs Python packages that are not installed: absent-at-load.")
+            && refused.contains("The launcher never runs pip."),
+        "{refused}"
+    );
+    run.signal(libc::SIGINT);
+    assert_eq!(run.wait_exit(), 0, "{}", run.output());
+    assert_eq!(env.spawned(), "", "pip was spawned");
 }

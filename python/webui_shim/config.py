@@ -42,6 +42,9 @@ class LaunchConfig:
     python_overlay: str | None = None
     # The root view extensions see as script_path (root_view.py), None outside `run`.
     root_view: str | None = None
+    # Writable views of the managed extensions, loaded instead of managed_extensions_dir
+    # (src/views/managed_extensions.rs), None outside `run`.
+    managed_extensions_view: str | None = None
 
     @classmethod
     def from_json(cls, text: str) -> LaunchConfig:

@@ -30,24 +30,25 @@ class Managed:
     Nix package writes (``{"extensions": {name: {"url", "rev", "date", "pythonPackages"}}}``)."""
 
     directory: str
+    # The read-only directory the names and the manifest come from (the store); `directory`
+    # is where the webui loads them from: the same, or their writable views.
+    source: str = ""
     names: list[str] = field(default_factory=list)
     info: dict[str, dict] = field(default_factory=dict)
     reported: set[str] = field(default_factory=set)
 
     @classmethod
-    def read(cls, directory: str) -> Managed:
-        directory = os.path.abspath(directory)
+    def read(cls, source: str, views: str | None = None) -> Managed:
+        source = os.path.abspath(source)
         names = sorted(
-            name
-            for name in os.listdir(directory)
-            if not name.startswith(".") and os.path.isdir(os.path.join(directory, name))
+            name for name in os.listdir(source) if not name.startswith(".") and os.path.isdir(os.path.join(source, name))
         )
         info: dict[str, dict] = {}
-        manifest = os.path.join(directory, MANIFEST)
+        manifest = os.path.join(source, MANIFEST)
         if os.path.isfile(manifest):
             with open(manifest, encoding="utf8") as file:
                 info = json.load(file).get("extensions", {})
-        return cls(directory, names, info)
+        return cls(os.path.abspath(views) if views else source, source, names, info)
 
     def canonical(self) -> dict[str, str]:
         """canonical name (upstream's: the directory name, lower-cased) -> managed name."""
@@ -74,16 +75,17 @@ class Managed:
 _managed: Managed | None = None
 
 
-def managed_directory() -> str | None:
-    """The managed extensions directory of this process, if any (a file root for the proxy)."""
-    return _managed.directory if _managed else None
+def managed_directories() -> list[str]:
+    """Where managed extensions are loaded from and their read-only source (file roots for the
+    proxy: a view's links resolve into the source)."""
+    return list(dict.fromkeys([_managed.directory, _managed.source])) if _managed else []
 
 
 def install(config: LaunchConfig) -> None:
     global _managed
     if not config.managed_extensions_dir:
         return
-    managed = _managed = Managed.read(config.managed_extensions_dir)
+    managed = _managed = Managed.read(config.managed_extensions_dir, config.managed_extensions_view)
     after_import("modules.launch_utils", lambda m: _patch_launch_list(m, managed))
     after_import("modules.script_loading", lambda m: _patch_preload(m, managed))
     after_import("modules.extensions", lambda m: _patch_extensions(m, managed))

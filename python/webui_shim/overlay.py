@@ -19,7 +19,7 @@ import os
 import subprocess
 import sys
 
-from . import requirements
+from . import pip_guard, requirements
 
 CONSTRAINTS = "constraints.txt"
 
@@ -64,7 +64,8 @@ def install(overlay: str, packages: list[str], what: str) -> None:
     os.replace(constraints + ".tmp", constraints)
     command = [sys.executable, "-m", "pip", "install", "--prefix", overlay, "-c", constraints, *packages]
     print(f"{what}: installing {', '.join(packages)} into the Python overlay {overlay}")
-    result = subprocess.run(command, capture_output=True, text=True, errors="replace")
+    with pip_guard.allowed():  # the one pip run the user opted into
+        result = subprocess.run(command, capture_output=True, text=True, errors="replace")
     if result.returncode != 0:
         output = (result.stderr or result.stdout).strip()
         raise OverlayInstallFailed(

@@ -16,7 +16,7 @@ import threading
 import time
 from types import ModuleType
 
-from . import control, downloads, extensions, locks, overlay, requirements, root_view
+from . import control, downloads, extensions, locks, overlay, pip_guard, requirements, root_view
 from .config import CONFIG_ENV, LaunchConfig
 from .hooks import after_import, patches
 
@@ -52,8 +52,10 @@ def install(config: LaunchConfig) -> None:
 
 
 def install_launch_utils(config: LaunchConfig) -> None:
-    """Patches of modules/launch_utils.py; also used in extension installer subprocesses."""
+    """Patches of modules/launch_utils.py, and the guard against pip started directly; also
+    used in extension installer subprocesses."""
     after_import("modules.launch_utils", lambda m: _patch_launch_utils(m, config))
+    pip_guard.install(lambda pip_args: _check_pip(pip_args, None, config, started_directly=True))
 
 
 SCRIPT_PATH_USERS = ("modules.options", "modules.cache", "modules.shared_gradio_themes")
@@ -129,12 +131,14 @@ def _patch_launch_utils(launch_utils: ModuleType, config: LaunchConfig) -> None:
     launch_utils.prepare_environment = lambda: prepare_environment(launch_utils)
 
 
-def _check_pip(args: list[str], desc, config: LaunchConfig) -> str:
+def _check_pip(args: list[str], desc, config: LaunchConfig, started_directly: bool = False) -> str:
     """A pip request: a no-op when satisfied; missing packages go to the opt-in overlay, or are
     collected for one message (extension installers), or stop the caller with that message."""
     check = requirements.check_pip_request(args)
     what = os.environ.get("SD_WEBUI_EXTENSION_NAME")
     what = f"Extension '{what}'" if what else (f"Installing {desc}" if desc else "The webui")
+    if started_directly:
+        what += " (pip started directly, not through launch.run_pip)"
     if check.unsupported:
         raise requirements.PipBlocked(f"{what} asked to run `{check.unsupported}`; the launcher never runs pip.")
     if check.mismatched:
@@ -299,8 +303,7 @@ def file_roots(config: LaunchConfig) -> list[str]:
     # script_path is the root view once extension scripts load (root_view.py): the tree stays a
     # root in its own right, for the absolute links upstream makes to its files.
     roots = [paths_internal.data_path, paths_internal.extensions_dir, paths_internal.script_path, config.webui_root]
-    if extensions.managed_directory():
-        roots.append(extensions.managed_directory())
+    roots += extensions.managed_directories()
     opts = shared.opts
     for key in opts.data_labels:
         if key.startswith("outdir_") or key == "temp_dir":

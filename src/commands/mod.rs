@@ -104,6 +104,7 @@ impl Prepared {
             managed_extensions_dir: self.managed_extensions.clone(),
             python_overlay: self.python_overlay.clone(),
             root_view: None,
+            managed_extensions_view: None,
         }
     }
 }

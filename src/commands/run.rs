@@ -42,13 +42,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut config = prepared.launch_config("run", argv, plan.non_local);
     config.settings = settings;
     let started = std::time::Instant::now();
-    let root_view = crate::root_view::build(
+    let root_view = crate::views::root::build(
         &prepared.tree.root,
         &prepared.dirs.data,
         &prepared.dirs.cache,
     )?;
     tracing::debug!(view = %root_view.display(), elapsed = ?started.elapsed(), "root view built");
     config.root_view = Some(root_view);
+    if let Some(managed) = &prepared.managed_extensions {
+        let views = crate::views::managed_extensions::build(managed, &prepared.dirs.data)?;
+        config.managed_extensions_view = Some(views);
+    }
     let config_json = serde_json::to_string(&config)?;
     tracing::info!(
         webui = %prepared.tree.root.display(),

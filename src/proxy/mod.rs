@@ -106,7 +106,7 @@ pub enum BackendState {
         /// gradio's working directory, against which it resolves a relative `/file=` path
         /// (upstream links files below it relatively: `util.truncate_path`).
         working_dir: Option<PathBuf>,
-        /// The root view (`crate::root_view`): where a relative `/file=` path that is not below
+        /// The root view (`crate::views::root`): where a relative `/file=` path that is not below
         /// the working directory is looked for next (extensions link files relative to the
         /// root, which under upstream is the working directory).
         root_view: Option<PathBuf>,

@@ -620,6 +620,7 @@ def render(ctx: Ctx) -> str:
     summary = {arm: [0, 0, 0, 0] for arm in ARMS}
     passed_over = []
     beyond: list[str] = []
+    taken: set[str] = set()
     for row in rows:
         if row["status"] != "take":
             passed_over.append((row, f"{row['status']}: {row['reason']}"))
@@ -638,6 +639,7 @@ def render(ctx: Ctx) -> str:
             beyond.append(row["name"])
             continue
         n += 1
+        taken.add(row["name"])
         for arm, result in results.items():
             if result is None:
                 continue
@@ -659,11 +661,68 @@ def render(ctx: Ctx) -> str:
         out.append(f"- {arm}: {s[0]} · {s[1]} · {s[2]} · {s[3]}{extra}")
     if beyond:
         out += ["", f"Also run, beyond the first {ROWS} (cached, not in the table): {', '.join(beyond)}."]
+    out += requirements_on_nix(ctx, [row for row in rows if row["name"] in taken])
     out += ["", "## Passed over (not rows)", "", "| extension (stars) | why |", "|---|---|"]
     for row, why in passed_over:
         link = f"[{row['name']}](https://github.com/{row['repo']})"
         out.append(f"| {link} ({row['stars']}) | {why.replace('|', '/')} |")
     return "\n".join(out) + "\n"
+
+
+NIXPKGS_ATTRS = Path(__file__).with_name("nixpkgs_python_attrs.json")
+
+
+def missing_requirements(message: dict | None) -> list[str]:
+    """What `extensions check` reported missing on the bare environment."""
+    for line in (message or {}).get("output", "").splitlines():
+        _, found, rest = line.partition("requirements  missing: ")
+        if found:
+            return [r.strip() for r in rest.split(", ") if r.strip()]
+    return []
+
+
+def requirements_on_nix(ctx: Ctx, rows: list[dict]) -> list[str]:
+    """Per row whose install.py asks for packages: the extraPythonPackages line, and whether the
+    pinned nixpkgs has each one (tests/compat/nixpkgs_python_attrs.json, read from nixpkgs)."""
+    known = json.loads(NIXPKGS_ATTRS.read_text()) if NIXPKGS_ATTRS.is_file() else {"packages": {}}
+    packages = known.get("packages", {})
+    pin = known.get("nixpkgs", {})
+    out = [
+        "",
+        "## What `install.py` asks for, on Nix",
+        "",
+        "What `stable-diffusion-webui extensions check NAME` reports missing on an environment without",
+        "the row's packages, the line that adds them, and whether nixpkgs "
+        f"{pin.get('branch', '?')} (`{str(pin.get('read_rev', '?'))[:12]}`) has each one "
+        "(`tests/compat/nixpkgs_python_attrs.json`). A package nixpkgs lacks needs a derivation of its own",
+        "(`nix/python-packages.nix` shows how); until then the extension loads without it, as in the pinned column.",
+        "",
+        "| extension | missing on a bare environment | `extraPythonPackages` | in nixpkgs |",
+        "|---|---|---|---|",
+    ]
+    for row in rows:
+        msg_path = ctx.work / "results" / row["name"] / "message.json"
+        message = json.loads(msg_path.read_text()) if msg_path.is_file() else None
+        missing = missing_requirements(message)
+        if not missing:
+            continue
+        attrs, found = [], []
+        for requirement in missing:
+            name = re.split(r"[\s<>=!~;\[@]", requirement, maxsplit=1)[0]
+            entry = packages.get(re.sub(r"[-_.]+", "-", name).lower())
+            if entry is None:
+                found.append(f"{name}: not checked")
+            elif entry.get("attr"):
+                attrs.append(f"ps.{entry['attr']}")
+                note = f" ({entry['note']})" if entry.get("note") else ""
+                found.append(f"{name}: {entry['attr']} {entry.get('version') or '?'}{note}")
+            else:
+                found.append(f"**{name}: missing**" + (f" ({entry['note']})" if entry.get("note") else ""))
+        line = f"`ps: [ {' '.join(attrs)} ]`" if attrs else "none in nixpkgs"
+        out.append(
+            f"| {row['name']} | {', '.join(missing)} | {line} | {'; '.join(found)} |".replace("\n", " ")
+        )
+    return out
 
 
 def _any_cached(ctx: Ctx, name: str, arm: str) -> dict | None:

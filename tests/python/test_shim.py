@@ -6,7 +6,7 @@ import sys
 import textwrap
 
 import pytest
-from webui_shim import arguments, hooks, requirements
+from webui_shim import arguments, hooks, pip_guard, requirements
 from webui_shim.config import LaunchConfig, PythonEnv
 
 
@@ -54,6 +54,50 @@ def test_uninstall_and_other_subcommands_are_refused():
 )
 def test_pip_is_recognised_in_shell_commands(command, expected):
     assert requirements.pip_args_from_shell(command) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "shell", "expected"),
+    [
+        ([sys.executable, "-m", "pip", "install", "x"], False, ["install", "x"]),
+        (["/usr/bin/python3", "-u", "-m", "pip", "uninstall", "-y", "x"], False, ["uninstall", "-y", "x"]),
+        (["pip3.11", "install", "x"], False, ["install", "x"]),
+        ([b"pip", b"show", b"x"], False, ["show", "x"]),
+        ([sys.executable, "-c", "import pip"], False, None),
+        ([sys.executable, "script.py", "-m", "pip"], False, None),
+        (["git", "clone", "https://x.invalid/pip"], False, None),
+        ("pip install x", False, None),  # no shell: the program "pip install x" does not exist
+        ("pip install x", True, ["install", "x"]),
+        ([], False, None),
+    ],
+)
+def test_pip_started_directly_is_recognised(args, shell, expected):
+    assert pip_guard.pip_arguments(args, shell) == expected
+
+
+def test_pip_guard_checks_writing_pip_commands_and_lets_the_rest_run(monkeypatch, tmp_path):
+    import subprocess
+
+    checked = []
+    monkeypatch.setattr(subprocess, "Popen", subprocess.Popen)
+    monkeypatch.setattr(os, "system", os.system)
+    pip_guard.install(checked.append)
+    marker = tmp_path / "ran"
+    # A writing pip command is checked and replaced by a no-op that exits 0.
+    assert subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "absent-x"]).returncode == 0
+    assert os.system("pip uninstall -y absent-y") == 0
+    assert checked == [["install", "--no-index", "absent-x"], ["uninstall", "-y", "absent-y"]]
+    # Anything else runs as asked (here it writes a file).
+    subprocess.run([sys.executable, "-c", f"open({str(marker)!r}, 'w')"], check=True)
+    assert marker.exists()
+    # A refusal from the check reaches the caller, and the launcher's own pip run passes.
+    pip_guard.install(lambda args: (_ for _ in ()).throw(requirements.PipBlocked("refused")))
+    with pytest.raises(requirements.PipBlocked, match="refused"):
+        subprocess.check_call(["pip", "install", "absent-z"])
+    with pip_guard.allowed():
+        assert not pip_guard._intercepted([sys.executable, "-m", "pip", "install", "x"], False)
+    assert not pip_guard._intercepted(["pip", "show", "x"], False)
+    monkeypatch.setattr(pip_guard, "_check", None)
 
 
 def test_missing_message_names_packages_and_the_declarative_fix():
