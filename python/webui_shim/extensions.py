@@ -41,7 +41,9 @@ class Managed:
     def read(cls, source: str, views: str | None = None) -> Managed:
         source = os.path.abspath(source)
         names = sorted(
-            name for name in os.listdir(source) if not name.startswith(".") and os.path.isdir(os.path.join(source, name))
+            name
+            for name in os.listdir(source)
+            if not name.startswith(".") and os.path.isdir(os.path.join(source, name))
         )
         info: dict[str, dict] = {}
         manifest = os.path.join(source, MANIFEST)
