@@ -692,10 +692,12 @@ def requirements_on_nix(ctx: Ctx, rows: list[dict]) -> list[str]:
         "## What `install.py` asks for, on Nix",
         "",
         "What `stable-diffusion-webui extensions check NAME` reports missing on an environment without",
-        "the row's packages, the line that adds them, and whether nixpkgs "
-        f"{pin.get('branch', '?')} (`{str(pin.get('read_rev', '?'))[:12]}`) has each one "
-        "(`tests/compat/nixpkgs_python_attrs.json`). A package nixpkgs lacks needs a derivation of its own",
-        "(`nix/python-packages.nix` shows how); until then the extension loads without it, as in the pinned column.",
+        "the row's packages, the line that adds them, and whether nixpkgs has each one",
+        f"(`tests/compat/nixpkgs_python_attrs.json`: attribute names and versions read in {pin.get('read_repo', '?')}"
+        f" `{str(pin.get('read_rev', '?'))[:12]}`, a nixpkgs snapshot after the {pin.get('branch', '?')} branch-off;",
+        "the pin itself could not be read here, so versions may differ there; ✗ = the version does not meet the",
+        "request). A package nixpkgs lacks needs a derivation of its own (`nix/python-packages.nix` shows how);",
+        "until then the extension loads without it, as in the pinned column.",
         "",
         "| extension | missing on a bare environment | `extraPythonPackages` | in nixpkgs |",
         "|---|---|---|---|",
@@ -714,14 +716,12 @@ def requirements_on_nix(ctx: Ctx, rows: list[dict]) -> list[str]:
                 found.append(f"{name}: not checked")
             elif entry.get("attr"):
                 attrs.append(f"ps.{entry['attr']}")
-                note = f" ({entry['note']})" if entry.get("note") else ""
-                found.append(f"{name}: {entry['attr']} {entry.get('version') or '?'}{note}")
+                mark = " ✗" if entry.get("satisfies") is False else ""
+                found.append(f"{name}: {entry['attr']} {entry.get('version') or '?'}{mark}")
             else:
-                found.append(f"**{name}: missing**" + (f" ({entry['note']})" if entry.get("note") else ""))
+                found.append(f"**{name}: missing**")
         line = f"`ps: [ {' '.join(attrs)} ]`" if attrs else "none in nixpkgs"
-        out.append(
-            f"| {row['name']} | {', '.join(missing)} | {line} | {'; '.join(found)} |".replace("\n", " ")
-        )
+        out.append(f"| {row['name']} | {', '.join(missing)} | {line} | {'; '.join(found)} |".replace("\n", " "))
     return out
 
 
