@@ -2,7 +2,9 @@
 # upstream tree, the python/ shim and the Python environment baked in as store paths.
 {
   lib,
+  stdenv,
   rustPlatform,
+  installShellFiles,
   runCommand,
   makeWrapper,
   gitMinimal,
@@ -124,6 +126,7 @@ rustPlatform.buildRustPackage {
   nativeBuildInputs = [
     python
     makeWrapper
+    installShellFiles
   ];
   buildInputs = [ python ];
 
@@ -143,12 +146,22 @@ rustPlatform.buildRustPackage {
   # the package itself builds without them.
   doCheck = false;
 
-  # git: GitPython refuses to import without a git executable (modules/ui_extensions.py, ...).
-  # Appended, so the user's own git wins.
-  postInstall = ''
-    wrapProgram $out/bin/stable-diffusion-webui \
-      --suffix PATH : ${lib.makeBinPath [ gitMinimal ]}
-  '';
+  # Completions and the man page come from the binary (clap), so they match --help; only where
+  # the build machine can run what it built. git: GitPython refuses to import without a git
+  # executable (modules/ui_extensions.py, ...); appended, so the user's own git wins.
+  postInstall =
+    lib.optionalString (stdenv.buildPlatform.canExecute stdenv.hostPlatform) ''
+      installShellCompletion --cmd stable-diffusion-webui \
+        --bash <($out/bin/stable-diffusion-webui completions bash) \
+        --zsh <($out/bin/stable-diffusion-webui completions zsh) \
+        --fish <($out/bin/stable-diffusion-webui completions fish)
+      $out/bin/stable-diffusion-webui man > stable-diffusion-webui.1
+      installManPage stable-diffusion-webui.1
+    ''
+    + ''
+      wrapProgram $out/bin/stable-diffusion-webui \
+        --suffix PATH : ${lib.makeBinPath [ gitMinimal ]}
+    '';
 
   passthru = {
     inherit

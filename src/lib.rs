@@ -3,6 +3,7 @@
 //!
 //! `main.rs` only wires these modules together; each owns one concern.
 
+pub mod atomic_file;
 pub mod browser;
 pub mod cli;
 pub mod commands;

@@ -24,6 +24,8 @@ fn main() -> ExitCode {
         Some(Command::Settings(args)) => commands::settings::run(&cli.launcher, args),
         Some(Command::Models(args)) => commands::models::run(&cli.launcher, args),
         Some(Command::Extensions(args)) => commands::extensions::run(&cli.launcher, args),
+        Some(Command::Completions { shell }) => commands::shell::completions(*shell),
+        Some(Command::Man) => commands::shell::man(),
         None => commands::run::run(cli),
     };
     match result {

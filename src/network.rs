@@ -24,20 +24,12 @@ pub enum NetworkError {
     PrivatePort(#[source] std::io::Error),
 }
 
-/// Whether gradio faces the user directly or sits behind the launcher's proxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Direct,
-    Proxy,
-}
-
 /// Resolved network layout for one run.
 #[derive(Debug, Clone)]
 pub struct NetworkPlan {
-    pub mode: Mode,
-    /// Where users connect.
+    /// Where users connect (the launcher's proxy).
     pub public: Vec<SocketAddr>,
-    /// Where gradio listens (equals the public port in direct mode).
+    /// Where gradio listens: a free loopback port, behind the proxy.
     pub backend: SocketAddr,
     /// Reachable from other machines (upstream's "non-local" protections apply).
     pub non_local: bool,
@@ -50,7 +42,7 @@ pub struct NetworkPlan {
 }
 
 impl NetworkPlan {
-    pub fn new(args: &NetworkArgs, mode: Mode) -> Result<NetworkPlan, NetworkError> {
+    pub fn new(args: &NetworkArgs) -> Result<NetworkPlan, NetworkError> {
         let port = args.port.unwrap_or(DEFAULT_PORT);
         let (public, display_host) = match (&args.server_name, args.listen) {
             (Some(name), _) => {
@@ -76,10 +68,7 @@ impl NetworkPlan {
             ),
         };
         let non_local = public.iter().any(|a| !a.ip().is_loopback());
-        let backend = match mode {
-            Mode::Direct => public[0],
-            Mode::Proxy => SocketAddr::from((Ipv4Addr::LOCALHOST, free_loopback_port()?)),
-        };
+        let backend = SocketAddr::from((Ipv4Addr::LOCALHOST, free_loopback_port()?));
         let subpath = args.subpath.clone().filter(|s| !s.is_root());
         let tls = match (&args.tls_certfile, &args.tls_keyfile) {
             (Some(cert), Some(key)) => Some(TlsFiles {
@@ -89,7 +78,6 @@ impl NetworkPlan {
             _ => None,
         };
         Ok(NetworkPlan {
-            mode,
             public,
             backend,
             non_local,
@@ -112,14 +100,7 @@ impl NetworkPlan {
         if let Some(subpath) = &self.subpath {
             args.extend(["--subpath".to_owned(), subpath.to_string()]);
         }
-        if let (Mode::Direct, Some(tls)) = (self.mode, &self.tls) {
-            args.extend([
-                "--tls-certfile".to_owned(),
-                tls.cert.display().to_string(),
-                "--tls-keyfile".to_owned(),
-                tls.key.display().to_string(),
-            ]);
-        }
+        // TLS is the proxy's: gradio behind it speaks plain HTTP on loopback.
         args
     }
 
@@ -161,7 +142,7 @@ mod tests {
 
     #[test]
     fn default_is_loopback_7860_and_local() {
-        let plan = NetworkPlan::new(&args(|_| {}), Mode::Proxy).unwrap();
+        let plan = NetworkPlan::new(&args(|_| {})).unwrap();
         assert_eq!(plan.public, vec!["127.0.0.1:7860".parse().unwrap()]);
         assert!(!plan.non_local);
         assert!(plan.backend.ip().is_loopback());
@@ -171,7 +152,7 @@ mod tests {
 
     #[test]
     fn listen_is_all_interfaces_and_non_local_but_gradio_stays_private() {
-        let plan = NetworkPlan::new(&args(|a| a.listen = true), Mode::Proxy).unwrap();
+        let plan = NetworkPlan::new(&args(|a| a.listen = true)).unwrap();
         assert!(plan.non_local);
         assert_eq!(plan.public.len(), 2);
         let webui = plan.webui_args();
@@ -182,42 +163,26 @@ mod tests {
     }
 
     #[test]
-    fn direct_mode_gives_gradio_the_public_address_and_tls() {
-        let plan = NetworkPlan::new(
-            &args(|a| {
-                a.port = Some(9000);
-                a.subpath = Some("/sd/".parse().unwrap());
-                a.tls_certfile = Some("c.pem".into());
-                a.tls_keyfile = Some("k.pem".into());
-            }),
-            Mode::Direct,
-        )
+    fn tls_and_subpath_are_the_proxys_and_gradio_gets_plain_http_on_loopback() {
+        let plan = NetworkPlan::new(&args(|a| {
+            a.port = Some(9000);
+            a.subpath = Some("/sd/".parse().unwrap());
+            a.tls_certfile = Some("c.pem".into());
+            a.tls_keyfile = Some("k.pem".into());
+        }))
         .unwrap();
+        let webui = plan.webui_args();
         assert_eq!(
-            plan.webui_args(),
-            [
-                "--port",
-                "9000",
-                "--server-name",
-                "127.0.0.1",
-                "--subpath",
-                "sd",
-                "--tls-certfile",
-                "c.pem",
-                "--tls-keyfile",
-                "k.pem"
-            ]
+            webui[2..],
+            ["--server-name", "127.0.0.1", "--subpath", "sd"]
         );
+        assert_ne!(webui[1], "9000");
         assert_eq!(plan.public_url(), "https://127.0.0.1:9000/sd/");
     }
 
     #[test]
     fn a_root_subpath_is_no_subpath() {
-        let plan = NetworkPlan::new(
-            &args(|a| a.subpath = Some("/".parse().unwrap())),
-            Mode::Proxy,
-        )
-        .unwrap();
+        let plan = NetworkPlan::new(&args(|a| a.subpath = Some("/".parse().unwrap()))).unwrap();
         assert_eq!(plan.subpath, None);
         assert!(!plan.webui_args().contains(&"--subpath".to_owned()));
     }

@@ -92,3 +92,44 @@ fn i18_subpath_is_checked_once_when_parsing() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Completions for bash, zsh and fish, and the man page, as the Nix package's `postInstall`
+/// makes them (`completions SHELL`, `man`): each names every subcommand, the bash and zsh
+/// scripts parse in their shells where those are installed, and the page is roff.
+#[test]
+fn completions_and_man_page_cover_every_subcommand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let subcommands = ["doctor", "settings", "models", "extensions", "completions"];
+    for (shell, checker) in [("bash", "bash"), ("zsh", "zsh"), ("fish", "fish")] {
+        let out = launcher(tmp.path())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        for sub in subcommands {
+            assert!(script.contains(sub), "{shell} completion lacks {sub}");
+        }
+        assert!(script.contains("data-dir"), "{shell}: launcher options");
+        let path = tmp.path().join(format!("completion.{shell}"));
+        std::fs::write(&path, &script).unwrap();
+        match Command::new(checker).arg("-n").arg(&path).output() {
+            Ok(check) => assert!(check.status.success(), "{shell} -n: {check:?}"),
+            Err(_) => eprintln!("SKIP {shell} -n: no {checker} here"),
+        }
+    }
+    let out = launcher(tmp.path()).arg("man").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.contains(".TH stable-diffusion-webui 1"), "{page}");
+    for sub in subcommands {
+        assert!(page.contains(sub), "man page lacks {sub}");
+    }
+    // `man` is for packagers: not in --help.
+    let help = launcher(tmp.path()).arg("--help").output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(
+        help.contains("completions") && !help.contains("\n  man "),
+        "{help}"
+    );
+}

@@ -9,40 +9,12 @@ use std::io::{self, Write};
 use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use crate::cli::LauncherArgs;
+use crate::cli::extensions::{ExtensionsArgs, ExtensionsCommand};
 use crate::commands::Prepared;
 use crate::extensions::{Extension, Inventory, Kind, Locations};
-
-#[derive(Debug, Args)]
-pub struct ExtensionsArgs {
-    #[command(subcommand)]
-    pub command: ExtensionsCommand,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ExtensionsCommand {
-    /// Every extension: built-in, managed, yours; enabled or not; source and revision;
-    /// missing Python requirements.
-    List {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-        /// Do not run install.py scripts to check requirements.
-        #[arg(long)]
-        no_check: bool,
-    },
-    /// One extension in detail; exits 1 when its requirements are not met.
-    Check {
-        /// The extension's directory name.
-        name: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-}
 
 /// What an extension's install.py asked for that the environment lacks.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]

@@ -5,6 +5,7 @@ pub mod extensions;
 pub mod models;
 pub mod run;
 pub mod settings;
+pub mod shell;
 
 use std::path::PathBuf;
 

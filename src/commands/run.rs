@@ -8,7 +8,7 @@ use crate::cli::Cli;
 use crate::commands::Prepared;
 use crate::control;
 use crate::embed;
-use crate::network::{Mode, NetworkPlan};
+use crate::network::NetworkPlan;
 use crate::proxy::{self, ProxyConfig};
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -20,7 +20,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     crate::data::prepare(&prepared.dirs.data)?;
     let settings = crate::commands::settings::prepare_start(&cli.launcher, &prepared.dirs.data)?;
-    let plan = NetworkPlan::new(&cli.network, Mode::Proxy)?;
+    let plan = NetworkPlan::new(&cli.network)?;
     let mut argv = cli.webui_args.clone();
     // Upstream downloads SD 1.5 (4 GB, unverified, not resumable) synchronously when no
     // checkpoint exists; `models pull` does that verified, so say how instead.

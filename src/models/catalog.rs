@@ -73,7 +73,7 @@ pub struct Entry {
 #[serde(deny_unknown_fields)]
 struct CatalogFile {
     version: u32,
-    #[allow(dead_code, reason = "documentation for humans reading the JSON")]
+    #[expect(dead_code, reason = "documentation for humans reading the JSON")]
     about: Option<String>,
     models: Vec<Entry>,
 }

@@ -35,7 +35,7 @@ use sha2::{Digest, Sha256};
 
 use super::human_bytes;
 use super::paths::{PART_META_SUFFIX, PART_SUFFIX, with_suffix};
-use crate::settings::write::{WriteError, write_atomic};
+use crate::atomic_file::{self, AtomicWriteError};
 
 /// One URL a file can be fetched from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,10 +112,6 @@ pub trait Reporter: Send + Sync {
     /// The file is verified and in place.
     fn on_finish(&self, _id: usize) {}
 }
-
-/// A reporter that reports nothing.
-pub struct Silent;
-impl Reporter for Silent {}
 
 /// A finished download.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,7 +209,7 @@ pub enum DownloadError {
     #[error("Failed to set up the HTTP client")]
     Client(#[source] reqwest::Error),
     #[error(transparent)]
-    Write(#[from] WriteError),
+    Write(#[from] AtomicWriteError),
 }
 
 impl DownloadError {
@@ -418,7 +414,7 @@ impl Part {
             path: self.meta_path.clone(),
             source: e.into(),
         })?;
-        write_atomic(&self.meta_path, &text)?;
+        atomic_file::write(&self.meta_path, &text)?;
         Ok(())
     }
 
@@ -436,44 +432,23 @@ impl Part {
 
 /// Take an exclusive, non-blocking lock so two launchers never write the same `.part`.
 fn lock(file: &File, path: &Path) -> Result<(), DownloadError> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a file descriptor we own; it has no memory effects.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(());
-    }
-    let error = std::io::Error::last_os_error();
-    if error.kind() == std::io::ErrorKind::WouldBlock {
-        Err(DownloadError::Busy {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(DownloadError::Busy {
             path: path.to_owned(),
-        })
-    } else {
-        Err(DownloadError::Io {
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(DownloadError::Io {
             action: "lock",
             path: path.to_owned(),
-            source: error,
-        })
+            source,
+        }),
     }
 }
 
 /// Bytes available to this user on the file system holding `dir`.
 fn free_space(dir: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `c_path` is a valid NUL-terminated string and `stat` is writable memory of
-    // the right type; statvfs fills it on success (return 0), which we check before reading.
-    let rc = unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: statvfs returned 0, so it initialised `stat`.
-    let stat = unsafe { stat.assume_init() };
-    #[allow(
-        clippy::unnecessary_cast,
-        reason = "the field types differ between platforms"
-    )]
-    Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 fn is_disk_full(error: &std::io::Error) -> bool {
@@ -1024,10 +999,8 @@ impl Downloader {
                 source,
             })?;
             // Make the rename itself durable before reporting success.
-            if let Some(dir) = target.parent()
-                && let Ok(dir) = File::open(dir)
-            {
-                let _ = dir.sync_all();
+            if let Some(dir) = target.parent() {
+                atomic_file::sync_dir(dir);
             }
             let _ = std::fs::remove_file(&meta_path);
             drop(file);

@@ -15,7 +15,7 @@ use std::time::UNIX_EPOCH;
 use serde::{Deserialize, Serialize};
 
 use super::ModelsError;
-use crate::settings::write::write_atomic;
+use crate::atomic_file;
 
 const MANIFEST: &str = ".downloads.json";
 /// Locked (flock) around every load-change-save of [`MANIFEST`]; see [`Manifest::update`].
@@ -117,7 +117,7 @@ impl Manifest {
         };
         std::fs::create_dir_all(models_dir).map_err(io("create the directory of"))?;
         let text = serde_json::to_vec_pretty(self).map_err(|e| io("write")(e.into()))?;
-        write_atomic(&path, &text)?;
+        atomic_file::write(&path, &text)?;
         Ok(())
     }
 
@@ -143,7 +143,6 @@ impl Manifest {
 /// file releases it. flock locks belong to the open file description, so this also excludes
 /// other threads of this process, each with its own open.
 fn lock_exclusive(models_dir: &Path) -> Result<File, ModelsError> {
-    use std::os::fd::AsRawFd;
     let path = models_dir.join(MANIFEST_LOCK);
     let io = |action: &'static str, source| ModelsError::Io {
         action,
@@ -159,13 +158,10 @@ fn lock_exclusive(models_dir: &Path) -> Result<File, ModelsError> {
         .open(&path)
         .map_err(|e| io("open", e))?;
     loop {
-        // SAFETY: flock on a file descriptor we own; it has no memory effects.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return Ok(file);
-        }
-        let error = std::io::Error::last_os_error();
-        if error.kind() != std::io::ErrorKind::Interrupted {
-            return Err(io("lock", error));
+        match file.lock() {
+            Ok(()) => return Ok(file),
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(io("lock", error)),
         }
     }
 }

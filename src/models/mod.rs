@@ -92,7 +92,7 @@ pub enum ModelsError {
     )]
     Occupied { path: PathBuf, store_path: PathBuf },
     #[error(transparent)]
-    Write(#[from] crate::settings::write::WriteError),
+    Write(#[from] crate::atomic_file::AtomicWriteError),
     #[error("Failed to parse the declared models in `{path}`")]
     Declared {
         path: PathBuf,

@@ -63,12 +63,7 @@ pub fn models_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("models")
 }
 
-/// `path` with `suffix` appended to its file name (`a.safetensors` → `a.safetensors.part`).
-pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(suffix);
-    path.with_file_name(name)
-}
+pub use crate::atomic_file::with_suffix;
 
 #[cfg(test)]
 mod tests {

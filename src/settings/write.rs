@@ -2,11 +2,12 @@
 //! overwritten), a write goes to a temp file in the same directory, is fsynced, then renamed
 //! over the original, and the previous content is kept as `<name>.bak-<UTC timestamp>`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
+
+use crate::atomic_file::{AtomicWriteError, with_suffix};
 
 /// Backups kept per file; older ones are removed.
 pub const KEEP_BACKUPS: usize = 5;
@@ -38,6 +39,12 @@ pub enum WriteError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<AtomicWriteError> for WriteError {
+    fn from(AtomicWriteError { path, source }: AtomicWriteError) -> Self {
+        WriteError::Write { path, source }
+    }
 }
 
 /// Read a JSON object file: `None` when it does not exist.
@@ -74,63 +81,11 @@ pub fn to_bytes(map: &Map<String, Value>) -> Vec<u8> {
     out
 }
 
-/// Atomically replace `path` with `bytes`. `before_rename` runs after the temp file is
-/// synced and before the rename (tests simulate a crash there).
-pub fn write_atomic_with(
-    path: &Path,
-    bytes: &[u8],
-    before_rename: impl FnOnce(&Path) -> std::io::Result<()>,
-) -> Result<(), WriteError> {
-    let err = |source| WriteError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map_or_else(|| "settings".into(), |n| n.to_string_lossy().into_owned());
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(err)?;
-    tmp.write_all(bytes).map_err(err)?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        tmp.as_file()
-            .set_permissions(meta.permissions())
-            .map_err(err)?;
-    }
-    tmp.as_file().sync_all().map_err(err)?;
-    before_rename(tmp.path()).map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    // The rename itself is durable only once the directory is synced.
-    if let Ok(dir) = std::fs::File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
-}
+pub use crate::atomic_file::{remove_stale_temps, write_with as write_atomic_with};
 
-/// Atomically replace `path` with `bytes`.
+/// Atomically replace `path` with `bytes` ([`crate::atomic_file`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
-    write_atomic_with(path, bytes, |_| Ok(()))
-}
-
-/// Remove temp files a crash left beside `path` (`.<name>.*.tmp`).
-pub fn remove_stale_temps(path: &Path) {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return;
-    };
-    let prefix = format!(".{}.", name.to_string_lossy());
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let file = entry.file_name().to_string_lossy().into_owned();
-        if file.starts_with(&prefix) && file.ends_with(".tmp") {
-            tracing::debug!(path = %entry.path().display(), "removing a stale temp file");
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
+    Ok(crate::atomic_file::write(path, bytes)?)
 }
 
 /// Copy `path` to `<path>.bak-<UTC timestamp>` (if it exists) and prune old backups.
@@ -180,12 +135,6 @@ pub fn backups(path: &Path) -> Vec<PathBuf> {
 /// The newest backup of `path`.
 pub fn latest_backup(path: &Path) -> Option<PathBuf> {
     backups(path).pop()
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
 }
 
 /// `YYYYmmddTHHMMSSZ` in UTC.

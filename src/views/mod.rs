@@ -30,7 +30,6 @@ pub mod root;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -125,9 +124,8 @@ pub(crate) fn refresh(layers: &[PathBuf], view: &Path, merge: Merge) -> Result<(
             .iter()
             .map(|l| format!("{}\n", l.display()))
             .collect();
-        let temporary = view.join(format!("{SOURCES}.{}", std::process::id()));
-        std::fs::write(&temporary, text).map_err(io_error("write", &temporary))?;
-        std::fs::rename(&temporary, &sources).map_err(io_error("write", &sources))?;
+        crate::atomic_file::write(&sources, text.as_bytes())
+            .map_err(|e| io_error("write", &sources)(e.source))?;
     }
     Ok(())
 }
@@ -315,11 +313,7 @@ impl Lock {
             .write(true)
             .open(path)
             .map_err(io_error("open the lock", path))?;
-        // SAFETY: flock on a file descriptor we own; it has no memory effects.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-        if rc != 0 {
-            return Err(io_error("lock", path)(io::Error::last_os_error()));
-        }
+        file.lock().map_err(io_error("lock", path))?;
         Ok(Lock { _file: file })
     }
 }

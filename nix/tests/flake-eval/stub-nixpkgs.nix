@@ -988,6 +988,7 @@ let
       };
     rustPlatform = { inherit buildRustPackage importCargoLock; };
     makeWrapper = tool "make-shell-wrapper-hook" null;
+    installShellFiles = tool "install-shell-files" null;
     python3 = python313;
     python313Packages = python313.pkgs;
     python3Packages = python313.pkgs;

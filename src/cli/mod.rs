@@ -6,6 +6,9 @@
 //! here; [`split`] pulls them (in any position) out of the command line and leaves the rest,
 //! in order, for upstream's own parser, so an unknown flag gets upstream's own error.
 
+pub mod extensions;
+pub mod models;
+
 use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -49,9 +52,17 @@ pub enum Command {
     /// Declarative settings: show, diff or apply presets and locks; list upstream's keys.
     Settings(SettingsArgs),
     /// Download, list, verify and remove models in the data dir (sha256-checked, resumable).
-    Models(crate::commands::models::ModelsArgs),
+    Models(models::ModelsArgs),
     /// List extensions (built-in, managed, yours) and check their Python requirements.
-    Extensions(crate::commands::extensions::ExtensionsArgs),
+    Extensions(extensions::ExtensionsArgs),
+    /// Print a shell completion script (the Nix package installs them).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff; the Nix package installs it).
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Debug, Args)]
