@@ -133,3 +133,27 @@ fn completions_and_man_page_cover_every_subcommand() {
         "{help}"
     );
 }
+
+/// Launcher options go before or after the subcommand's name, as `--help` shows them. After it,
+/// they were moved in front of it and kept in place too, so clap saw them twice: `doctor
+/// --data-dir X` failed with "cannot be used multiple times".
+#[test]
+fn launcher_options_are_taken_before_or_after_the_subcommand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let data = data.to_str().unwrap();
+    let cases: &[&[&str]] = &[
+        &["doctor", "--data-dir", data, "--json"],
+        &["--data-dir", data, "doctor", "--json"],
+        &["settings", "presets", "--data-dir", data],
+        &["--data-dir", data, "settings", "presets"],
+        &["models", "list", "--data-dir", data],
+        &["--cache-dir", data, "models", "list", "--data-dir", data],
+    ];
+    for args in cases {
+        let out = launcher(tmp.path()).args(*args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(!stderr.contains("cannot be used"), "{args:?}: {stderr}");
+    }
+}

@@ -211,17 +211,20 @@ pub fn parse(
         .first()
         .filter(|a| command.get_subcommands().any(|s| s.get_name() == *a))
     {
-        // Launcher options are global: clap takes them after the subcommand's name.
+        // Launcher options are global: clap takes them after the subcommand's name. Only those
+        // before the name move; the ones after it are already there (moving them too gave
+        // "cannot be used multiple times" for `doctor --data-dir X`).
         let at = args
             .iter()
             .skip(1)
             .position(|a| a == name)
             .map_or(1, |i| i + 1);
-        let reordered = before
+        let (leading, _) = split(&command, &args[..at]);
+        let reordered = leading
             .iter()
             .take(1)
             .chain([name])
-            .chain(before.iter().skip(1))
+            .chain(leading.iter().skip(1))
             .chain(args.iter().skip(at + 1))
             .cloned()
             .collect::<Vec<_>>();
