@@ -206,7 +206,7 @@ pub fn parse(
     let command = Cli::command();
     // A subcommand, possibly after launcher options (`--data-dir X models list`): the first
     // argument that is not a launcher option names it.
-    let (before, rest) = split(&command, &args);
+    let (_, rest) = split(&command, &args);
     if let Some(name) = rest
         .first()
         .filter(|a| command.get_subcommands().any(|s| s.get_name() == *a))
