@@ -62,7 +62,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 LOAD_ERRORS = ("Error loading script", "Error executing callback", "Error running install.py")
 
 
-def check_managed_extensions(base: str, managed: Path, log: Path) -> None:
+def check_managed_extensions(base: str, managed: Path, log: Path, data: Path) -> None:
     names = sorted(json.loads((managed / "manifest.json").read_text())["extensions"])
     status, body = request(f"{base}/sdapi/v1/extensions", timeout=120)
     assert status == 200, f"/sdapi/v1/extensions answered {status}"
@@ -73,6 +73,17 @@ def check_managed_extensions(base: str, managed: Path, log: Path) -> None:
     text = log.read_text(errors="replace")
     errors = [line for line in text.splitlines() if any(e in line for e in LOAD_ERRORS)]
     assert not errors, "extension load errors:\n" + "\n".join(errors)
+    # Each is loaded from its writable view in the data dir (src/views/managed_extensions.rs);
+    # regional prompter creates its presets file beside its scripts at load, which must land
+    # there, not fail against the read-only store.
+    for name in names:
+        view = data / "managed-extensions" / name
+        assert view.is_dir() and not view.is_symlink(), f"no writable view {view}"
+    presets = data / "managed-extensions" / "sd-webui-regional-prompter" / "regional_prompter_presets.json"
+    if "sd-webui-regional-prompter" in names:
+        assert presets.is_file() and not presets.is_symlink(), f"regional prompter wrote no {presets}"
+        assert not (managed / "sd-webui-regional-prompter" / presets.name).exists()
+        print("regional prompter's presets written into its view:", presets, flush=True)
     print("managed extensions loaded:", ", ".join(names), flush=True)
 
 
@@ -158,7 +169,7 @@ def main(launcher: str, tiny_model: str, work: str, managed: str | None = None) 
         assert served == saved[-1].read_bytes(), "/file= served other bytes than the saved image"
         print("served through the proxy from under a dot directory", flush=True)
         if managed:
-            check_managed_extensions(base, Path(managed), log)
+            check_managed_extensions(base, Path(managed), log, data)
         print(f"{len(check_get_routes(base))} API GET routes answered 200", flush=True)
     finally:
         if proc.poll() is None:

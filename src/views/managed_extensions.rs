@@ -64,9 +64,15 @@ mod tests {
         let views = build(&store, &data).unwrap();
         assert_eq!(views, data.join(DIR));
         let view = views.join("regional-prompter");
-        assert!(
-            !views.join("manifest.json").exists(),
-            "only extensions get views"
+        let visible: Vec<_> = std::fs::read_dir(&views)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        assert_eq!(
+            visible,
+            ["regional-prompter"],
+            "one view per extension, nothing else in the user's data dir"
         );
         assert_eq!(
             std::fs::read_link(view.join("scripts/rp.py")).unwrap(),

@@ -103,10 +103,13 @@ impl Roots {
 }
 
 /// Builds (or refreshes) `view` as the union of `layers` under an exclusive lock on
-/// `<view>.lock`.
+/// `.<view name>.lock` beside it.
 pub(crate) fn refresh(layers: &[PathBuf], view: &Path, merge: Merge) -> Result<(), ViewError> {
     std::fs::create_dir_all(view).map_err(io_error("create", view))?;
-    let _lock = Lock::take(&view.with_extension("lock"))?;
+    // Beside the view, hidden: `<parent>/.<name>.lock` (a dotted extension name keeps its own).
+    let name = view.file_name().unwrap_or_default().to_string_lossy();
+    let lock = view.with_file_name(format!(".{name}.lock"));
+    let _lock = Lock::take(&lock)?;
     let sources = view.join(SOURCES);
     let previous = match std::fs::read_to_string(&sources) {
         Ok(text) => text.lines().map(PathBuf::from).collect(),
