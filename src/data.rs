@@ -12,17 +12,8 @@ pub enum DataError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "`{path}` is not valid JSON ({detail}). The webui would move it aside and start from \
-         defaults, losing your settings; nothing was changed. Fix the file (or move it away \
-         yourself{}) and start again",
-        backup.as_ref().map_or_else(String::new, |b| format!("; its last backup is `{}`", b.display()))
-    )]
-    CorruptSettings {
-        path: PathBuf,
-        detail: String,
-        backup: Option<PathBuf>,
-    },
+    #[error(transparent)]
+    Settings(#[from] crate::settings::write::WriteError),
     #[error("Failed to read `{path}`")]
     Read {
         path: PathBuf,
@@ -44,23 +35,8 @@ pub fn prepare(data: &Path) -> Result<(), DataError> {
 }
 
 fn check_json(path: &Path) -> Result<(), DataError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(DataError::Read {
-                path: path.to_owned(),
-                source,
-            });
-        }
-    };
-    serde_json::from_str::<serde_json::Value>(&text)
-        .map(drop)
-        .map_err(|e| DataError::CorruptSettings {
-            path: path.to_owned(),
-            detail: e.to_string(),
-            backup: crate::settings::write::latest_backup(path),
-        })
+    crate::settings::write::read_object(path)?;
+    Ok(())
 }
 
 #[cfg(test)]

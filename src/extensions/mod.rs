@@ -78,15 +78,8 @@ pub enum ExtensionsError {
     ManagedMissing(PathBuf),
     #[error(transparent)]
     Manifest(#[from] manifest::ManifestError),
-    #[error(
-        "{path} is not valid JSON ({source}); the webui would refuse it too. Fix or restore it \
-         (the launcher keeps backups as config.json.bak-*)."
-    )]
-    Settings {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error(transparent)]
+    Settings(#[from] crate::settings::write::WriteError),
 }
 
 /// Every extension the webui would see, in upstream's order (built-in, managed, user).
@@ -275,13 +268,8 @@ fn subdirectories(dir: &Path, skip_hidden: bool) -> Result<Vec<String>, Extensio
 }
 
 fn read_settings(path: &Path) -> Result<serde_json::Value, ExtensionsError> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| ExtensionsError::Settings {
-            path: path.into(),
-            source,
-        }),
-        Err(_) => Ok(serde_json::Value::Null),
-    }
+    Ok(crate::settings::write::read_object(path)?
+        .map_or(serde_json::Value::Null, serde_json::Value::Object))
 }
 
 #[cfg(test)]

@@ -125,7 +125,7 @@ fn bad_input_is_named() {
     })
     .unwrap_err();
     assert!(
-        error.to_string().contains("config.json is not valid JSON"),
+        error.to_string().contains("config.json` is not valid JSON"),
         "{error}"
     );
 

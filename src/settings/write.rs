@@ -21,11 +21,12 @@ pub enum WriteError {
         source: std::io::Error,
     },
     #[error(
-        "`{path}` is not a valid settings file ({detail}); nothing was changed. Fix it, or \
+        "`{path}` is not valid JSON for a settings file ({detail}). The webui would move it aside \
+         and start from defaults, losing your settings; nothing was changed. Fix the file, or \
          restore {}, and start again",
         backup.as_ref().map_or_else(
             || "a backup (none found)".to_owned(),
-            |b| format!("the last backup `{}`", b.display())
+            |b| format!("its last backup `{}`", b.display())
         )
     )]
     Corrupt {
@@ -47,7 +48,9 @@ impl From<AtomicWriteError> for WriteError {
     }
 }
 
-/// Read a JSON object file: `None` when it does not exist.
+/// Read a JSON object file (`config.json`, `ui-config.json`, ...): `None` when it does not
+/// exist. The one reader of the webui's settings files: a corrupt one is refused with the same
+/// message wherever it is read.
 pub fn read_object(path: &Path) -> Result<Option<Map<String, Value>>, WriteError> {
     let text = match fs_err::read_to_string(path) {
         Ok(text) => text,
