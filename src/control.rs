@@ -175,21 +175,17 @@ fn first_use_download(
     request: &crate::models::first_use::Request,
     data_dir: Option<&std::path::Path>,
 ) -> Result<std::path::PathBuf, String> {
-    use crate::models::download::{Downloader, Options, error_chain};
+    use crate::models::download::error_chain;
     use crate::models::first_use::{Context, Fetched, Lines, fetch};
-    use crate::models::{catalog::Catalog, human_bytes, reference::Endpoints, reference::Tokens};
+    use crate::models::{Models, human_bytes};
 
-    let env = |key: &str| std::env::var(key).ok();
-    let catalog = Catalog::from_env(env).map_err(|e| error_chain(&e))?;
-    let endpoints = Endpoints::from_env(env);
-    let home = directories::BaseDirs::new().map(|b| b.home_dir().to_owned());
-    let tokens = Tokens::from_env(env, home);
-    let downloader = Downloader::new(Options::default()).map_err(|e| error_chain(&e))?;
+    let models = Models::from_env(data_dir.map(std::path::Path::to_owned).unwrap_or_default())
+        .map_err(|e| error_chain(&e))?;
     let context = Context {
-        catalog: &catalog,
-        endpoints: &endpoints,
-        tokens: &tokens,
-        downloader: &downloader,
+        catalog: &models.catalog,
+        endpoints: &models.endpoints,
+        tokens: &models.tokens,
+        downloader: &models.downloader,
         data_dir,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()

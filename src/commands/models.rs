@@ -16,10 +16,8 @@ use crate::cli::models::{
     EnsureArgs, ListArgs, ModelsArgs, ModelsCommand, PullArgs, RemoveArgs, TransferArgs, VerifyArgs,
 };
 use crate::dirs::Dirs;
-use crate::models::catalog::Catalog;
-use crate::models::download::{Downloader, Options, Reporter};
+use crate::models::download::Reporter;
 use crate::models::plan::{Overrides, Planned};
-use crate::models::reference::{Endpoints, Tokens};
 use crate::models::{
     Check, Linked, Models, Pulled, State, human_bytes, nix_store_dir, parse_sha256,
 };
@@ -31,15 +29,7 @@ pub fn run(launcher: &LauncherArgs, args: &ModelsArgs) -> anyhow::Result<ExitCod
         launcher.cache_dir.as_deref(),
         &cwd,
     )?;
-    let env = |key: &str| std::env::var(key).ok();
-    let home = directories::BaseDirs::new().map(|b| b.home_dir().to_owned());
-    let models = Models {
-        data_dir: dirs.data.clone(),
-        catalog: Catalog::from_env(env)?,
-        endpoints: Endpoints::from_env(env),
-        tokens: Tokens::from_env(env, home),
-        downloader: Downloader::new(Options::default())?,
-    };
+    let models = Models::from_env(dirs.data.clone())?;
     tracing::debug!(data = %dirs.data.display(), endpoints = ?models.endpoints, "models");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

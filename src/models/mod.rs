@@ -184,6 +184,23 @@ pub fn nix_store_dir(lookup: impl Fn(&str) -> Option<String>) -> PathBuf {
 }
 
 impl Models {
+    /// The one way to build the models services from the process environment: the catalog
+    /// (with `SD_WEBUI_MODELS_CATALOG`'s entries), Hugging Face and Civitai endpoints and tokens
+    /// (`HF_ENDPOINT`, `HF_TOKEN` or the CLI's login, `CIVITAI_API_TOKEN`), and a downloader
+    /// with proxies from `HTTPS_PROXY`/`NO_PROXY`. Used by `models ...` and by the first-use
+    /// downloads inside the running webui.
+    pub fn from_env(data_dir: PathBuf) -> Result<Models, ModelsError> {
+        let env = |key: &str| std::env::var(key).ok();
+        let home = directories::BaseDirs::new().map(|b| b.home_dir().to_owned());
+        Ok(Models {
+            data_dir,
+            catalog: Catalog::from_env(env)?,
+            endpoints: Endpoints::from_env(env),
+            tokens: Tokens::from_env(env, home),
+            downloader: Downloader::new(download::Options::default())?,
+        })
+    }
+
     pub fn models_dir(&self) -> PathBuf {
         models_dir(&self.data_dir)
     }
