@@ -39,6 +39,7 @@ let
     builtins.toJSON (
       logic.settingsFile {
         source = "home-manager option ${logic.option}";
+        schema = "${cfg.finalPackage}/share/stable-diffusion-webui/schema/settings-file.schema.json";
         inherit (cfg)
           presets
           settings

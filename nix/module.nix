@@ -44,6 +44,7 @@ let
     builtins.toJSON (
       logic.settingsFile {
         source = "NixOS option ${logic.option}";
+        schema = "${cfg.finalPackage}/share/stable-diffusion-webui/schema/settings-file.schema.json";
         inherit (cfg)
           presets
           settings

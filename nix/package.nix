@@ -159,6 +159,8 @@ rustPlatform.buildRustPackage {
       installManPage stable-diffusion-webui.1
     ''
     + ''
+      # JSON Schemas of the settings file and presets: the modules' settings file names one.
+      install -Dm444 -t $out/share/stable-diffusion-webui/schema settings/schema/*.schema.json
       wrapProgram $out/bin/stable-diffusion-webui \
         --suffix PATH : ${lib.makeBinPath [ gitMinimal ]}
     '';

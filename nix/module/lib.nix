@@ -73,8 +73,11 @@ rec {
       lockedSettings,
       uiSettings,
       lockedUiSettings,
+      # The package's JSON Schema of this format, so an editor opening the file validates it.
+      schema ? null,
     }:
-    {
+    (if schema == null then { } else { "$schema" = schema; })
+    // {
       version = 1;
       inherit source presets;
       config = {

@@ -275,6 +275,31 @@ eq "escape plain" (m.escapeSystemdArg "--api") ''"--api"''
         locked = { };
       };
     }
+++
+  eq "settings file names the package's schema"
+    (m.settingsFile {
+      source = "s";
+      presets = [ ];
+      settings = { };
+      lockedSettings = { };
+      uiSettings = { };
+      lockedUiSettings = { };
+      schema = "/nix/store/x-sd/share/stable-diffusion-webui/schema/settings-file.schema.json";
+    })
+    {
+      "$schema" = "/nix/store/x-sd/share/stable-diffusion-webui/schema/settings-file.schema.json";
+      version = 1;
+      source = "s";
+      presets = [ ];
+      config = {
+        defaults = { };
+        locked = { };
+      };
+      ui_config = {
+        defaults = { };
+        locked = { };
+      };
+    }
 
 # --- models
 ++ eq "models: downloads in `models ensure` form" goodModels.downloads [

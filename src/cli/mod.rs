@@ -88,6 +88,11 @@ pub enum SettingsCommand {
     Keys(SettingsOutput),
     /// List the available presets.
     Presets(SettingsOutput),
+    /// Print the JSON Schema of the settings file or of a preset (editors validate with it).
+    Schema {
+        #[arg(value_enum, default_value = "settings-file")]
+        kind: crate::settings::schema::SchemaKind,
+    },
 }
 
 #[derive(Debug, Args)]

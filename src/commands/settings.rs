@@ -76,6 +76,11 @@ pub fn run(launcher: &LauncherArgs, args: &SettingsArgs) -> anyhow::Result<ExitC
             )?;
             Ok(ExitCode::SUCCESS)
         }
+        SettingsCommand::Schema { kind } => {
+            let mut stdout = io::stdout().lock();
+            stdout.write_all(crate::settings::schema::json_schema(*kind).as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
         SettingsCommand::Presets(out) => {
             let data = data_dir(launcher)?;
             let mut list = Vec::new();
