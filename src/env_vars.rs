@@ -22,6 +22,11 @@ pub const SD_WEBUI_LOG: &str = "SD_WEBUI_LOG";
 pub const VIRTUAL_ENV: &str = "VIRTUAL_ENV";
 /// Upstream's extra-arguments variable; the launcher consumes it so owned flags stay owned.
 pub const COMMANDLINE_ARGS: &str = "COMMANDLINE_ARGS";
+/// The launch configuration (JSON) handed to the shim's subprocesses (extension installers;
+/// `webui_shim/config.py` `CONFIG_ENV`).
+pub const SD_WEBUI_SHIM_CONFIG: &str = "SD_WEBUI_SHIM_CONFIG";
+/// Python's module search path; the installer subprocess gets the shim on it.
+pub const PYTHONPATH: &str = "PYTHONPATH";
 
 /// Hugging Face endpoint or mirror for `hf:` and catalog downloads (as `huggingface_hub`).
 pub const HF_ENDPOINT: &str = "HF_ENDPOINT";

@@ -64,6 +64,8 @@ fn managed_and_user_extensions_load_and_their_assets_pass_the_proxy() {
     let managed_before = tree_snapshot(&managed);
     let port = free_port();
     let mut cmd = env.command();
+    // Bytecode on, as by default: none may land in the views in the data dir.
+    cmd.env_remove("PYTHONDONTWRITEBYTECODE");
     cmd.arg("--managed-extensions").arg(&managed).args([
         "--port",
         &port.to_string(),
@@ -118,6 +120,11 @@ fn managed_and_user_extensions_load_and_their_assets_pass_the_proxy() {
         assert!(!path.is_symlink());
     }
     assert!(views.join("managed-greeter/masks/shipped.txt").is_symlink());
+    let pycache: Vec<_> = tree_snapshot(&views)
+        .into_keys()
+        .filter(|p| p.to_string_lossy().contains("__pycache__"))
+        .collect();
+    assert!(pycache.is_empty(), "bytecode in the data dir: {pycache:?}");
 
     // JS and CSS of both kinds, through the proxy; the user's live under ~/.local, where
     // gradio itself would answer 403.

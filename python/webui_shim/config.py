@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 # The environment variable that carries the configuration into subprocesses
 # (extension installers), which cannot receive it through the embedding API.
 CONFIG_ENV = "SD_WEBUI_SHIM_CONFIG"
+# Set in an extension installer's process (installer.py): whose install.py is running.
+EXTENSION_NAME_ENV = "SD_WEBUI_EXTENSION_NAME"
 
 
 @dataclass

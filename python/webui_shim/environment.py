@@ -61,10 +61,19 @@ def apply(config: LaunchConfig) -> None:
         from . import overlay
 
         overlay.activate(config.python_overlay)
+    redirect_bytecode_of(config)
+
+
+def redirect_bytecode_of(config: LaunchConfig) -> None:
+    """The trees whose bytecode goes to the cache (none when the tree ships its own): the webui
+    process and every extension installer process (installer.py) call this."""
     if config.pycache_prefix:
         trees = [config.webui_root]
         if config.managed_extensions_dir:
             trees.append(config.managed_extensions_dir)
+        # Managed extensions load from their views in the data dir: no __pycache__ there.
+        if config.managed_extensions_view:
+            trees.append(config.managed_extensions_view)
         # Upstream's scripts/ are listed through the root view once extensions load
         # (root_view.py): their bytecode must not go through its links into the tree either.
         if config.root_view:

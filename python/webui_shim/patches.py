@@ -17,14 +17,11 @@ import time
 from types import ModuleType
 
 from . import control, downloads, extensions, locks, overlay, pip_guard, requirements, root_view
-from .config import CONFIG_ENV, LaunchConfig
+from .config import EXTENSION_NAME_ENV, LaunchConfig
 from .hooks import after_import, patches
 
 # install.py exits with this status when it asked for missing packages (message already printed).
 EXIT_MISSING_PACKAGES = 3
-# Set for `extensions check`: report what install.py asks for, install nothing (not even into
-# the overlay).
-CHECK_ONLY_ENV = "SD_WEBUI_INSTALLER_CHECK_ONLY"
 
 
 class EnvironmentIncomplete(RuntimeError):
@@ -135,7 +132,7 @@ def _check_pip(args: list[str], desc, config: LaunchConfig, started_directly: bo
     """A pip request: a no-op when satisfied; missing packages go to the opt-in overlay, or are
     collected for one message (extension installers), or stop the caller with that message."""
     check = requirements.check_pip_request(args)
-    what = os.environ.get("SD_WEBUI_EXTENSION_NAME")
+    what = os.environ.get(EXTENSION_NAME_ENV)
     what = f"Extension '{what}'" if what else (f"Installing {desc}" if desc else "The webui")
     if started_directly:
         what += " (pip started directly, not through launch.run_pip)"
@@ -143,7 +140,7 @@ def _check_pip(args: list[str], desc, config: LaunchConfig, started_directly: bo
         raise requirements.PipBlocked(f"{what} asked to run `{check.unsupported}`; the launcher never runs pip.")
     if check.mismatched:
         print(f"{what}: installed versions differ from the request (kept): {', '.join(check.mismatched)}")
-    if check.missing and config.python_overlay and not os.environ.get(CHECK_ONLY_ENV):
+    if check.missing and config.python_overlay and requirements.may_install():
         overlay.install(config.python_overlay, check.missing, what)
     elif check.missing and not requirements.note_missing(check.missing):
         raise requirements.PipBlocked(requirements.missing_message(what, check.missing))
@@ -153,15 +150,11 @@ def _check_pip(args: list[str], desc, config: LaunchConfig, started_directly: bo
 def _run_installer(extension_dir: str, config: LaunchConfig, launch_utils: ModuleType) -> None:
     if not os.path.isfile(os.path.join(extension_dir, "install.py")):
         return
-    name = os.path.basename(os.path.normpath(extension_dir))
-    env = dict(os.environ)
-    env[CONFIG_ENV] = config.to_json()
-    env["SD_WEBUI_EXTENSION_NAME"] = name
-    # Upstream passes the data dir only through sys.argv; installers read it via COMMANDLINE_ARGS.
-    env["COMMANDLINE_ARGS"] = f"--data-dir {subprocess.list2cmdline([config.data_dir])}"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (config.shim_dir, config.webui_root, env.get("PYTHONPATH", "")) if p)
+    from . import installer
+
+    argv, env = installer.command(config, extension_dir)
     result = subprocess.run(
-        [sys.executable, "-m", "webui_shim.installer", extension_dir],
+        argv,
         env=env,
         capture_output=True,
         text=True,

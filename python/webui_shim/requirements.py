@@ -63,11 +63,20 @@ class PipBlocked(RuntimeError):
 # In an extension installer (installer.py), missing packages are collected across the whole
 # install.py and reported once at the end, instead of stopping at the first request.
 _collected: list[str] | None = None
+# False for `extensions check` (installer.py --check): report, install nothing (not even into
+# the opt-in overlay).
+_may_install = True
 
 
-def collect_missing() -> None:
-    global _collected
+def collect_missing(install: bool = True) -> None:
+    global _collected, _may_install
     _collected = []
+    _may_install = install
+
+
+def may_install() -> bool:
+    """Whether a missing package may go to the opt-in overlay in this process."""
+    return _may_install
 
 
 def collected_missing() -> list[str] | None:

@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::cli::LauncherArgs;
 use crate::cli::extensions::{ExtensionsArgs, ExtensionsCommand};
 use crate::commands::Prepared;
+use crate::env_vars;
 use crate::extensions::{Extension, Inventory, Kind, Locations};
 
 /// What an extension's install.py asked for that the environment lacks.
@@ -106,10 +107,11 @@ fn check_requirements(
     }
     let report = tempfile::NamedTempFile::new().context("Failed to create a temporary file")?;
     let config = prepared.launch_config("extensions", Vec::new(), false);
+    // The shim's installer sets up the rest of its process itself (webui_shim/installer.py):
+    // it gets the launch configuration and the shim on PYTHONPATH, nothing else.
     let pythonpath = std::env::join_paths(
-        [prepared.shim_dir.clone(), prepared.tree.root.clone()]
-            .into_iter()
-            .chain(std::env::var_os("PYTHONPATH").map(Into::into)),
+        std::iter::once(prepared.shim_dir.clone())
+            .chain(std::env::var_os(env_vars::PYTHONPATH).map(Into::into)),
     )?;
     let cwd = if prepared.dirs.data.is_dir() {
         prepared.dirs.data.as_path()
@@ -117,18 +119,14 @@ fn check_requirements(
         prepared.cwd.as_path()
     };
     let output = Command::new(&prepared.python.executable)
-        .args(["-m", "webui_shim.installer", "--report"])
+        .args(["-m", "webui_shim.installer", "--check", "--report"])
         .arg(report.path())
         .arg(&extension.path)
-        .envs(&config.environment)
-        .env("SD_WEBUI_SHIM_CONFIG", serde_json::to_string(&config)?)
-        .env("SD_WEBUI_EXTENSION_NAME", &extension.name)
-        .env("SD_WEBUI_INSTALLER_CHECK_ONLY", "1")
         .env(
-            "COMMANDLINE_ARGS",
-            shlex::try_join(["--data-dir", &prepared.dirs.data.to_string_lossy()])?,
+            env_vars::SD_WEBUI_SHIM_CONFIG,
+            serde_json::to_string(&config)?,
         )
-        .env("PYTHONPATH", pythonpath)
+        .env(env_vars::PYTHONPATH, pythonpath)
         .current_dir(cwd)
         .stdin(Stdio::null())
         .output()
