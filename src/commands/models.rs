@@ -22,6 +22,26 @@ use crate::models::{
     Check, Linked, Models, Pulled, State, human_bytes, nix_store_dir, parse_sha256,
 };
 
+/// One model of `models list --json`.
+#[derive(Debug, serde::Serialize)]
+struct ListRow<'a> {
+    /// The catalog name, for catalog models.
+    name: Option<&'a str>,
+    title: Option<&'a str>,
+    /// `folder/file` below `<data>/models`.
+    path: &'a str,
+    groups: &'a [String],
+    license: Option<&'a str>,
+    expected_size: Option<u64>,
+    expected_sha256: Option<&'a str>,
+    installed: bool,
+    size: Option<u64>,
+    /// missing, partial, verified, unverified, not-checked or mismatch.
+    status: &'static str,
+    /// The file's hash where it is worth showing (unverified: to pin it; mismatch: what it is).
+    sha256: Option<String>,
+}
+
 pub fn run(launcher: &LauncherArgs, args: &ModelsArgs) -> anyhow::Result<ExitCode> {
     let cwd = std::env::current_dir().context("Failed to read the current directory")?;
     let dirs = Dirs::resolve(
@@ -52,7 +72,7 @@ fn list(models: &Models, args: &ListArgs) -> anyhow::Result<ExitCode> {
     let mut stdout = io::stdout().lock();
     let rows = models.list();
     if args.json {
-        let json: Vec<serde_json::Value> = rows
+        let json: Vec<ListRow<'_>> = rows
             .iter()
             .map(|row| {
                 let (installed, size, status, sha256) = match &row.state {
@@ -69,19 +89,19 @@ fn list(models: &Models, args: &ListArgs) -> anyhow::Result<ExitCode> {
                     }
                 };
                 let entry = row.catalog.as_ref();
-                serde_json::json!({
-                    "name": entry.map(|e| e.name.clone()),
-                    "title": entry.map(|e| e.title.clone()),
-                    "path": row.relative,
-                    "groups": entry.map(|e| e.groups.clone()).unwrap_or_default(),
-                    "license": entry.map(|e| e.license.clone()),
-                    "expected_size": entry.and_then(|e| e.size),
-                    "expected_sha256": entry.and_then(|e| e.sha256.clone()),
-                    "installed": installed,
-                    "size": size,
-                    "status": status,
-                    "sha256": sha256,
-                })
+                ListRow {
+                    name: entry.map(|e| e.name.as_str()),
+                    title: entry.map(|e| e.title.as_str()),
+                    path: &row.relative,
+                    groups: entry.map(|e| e.groups.as_slice()).unwrap_or_default(),
+                    license: entry.map(|e| e.license.as_str()),
+                    expected_size: entry.and_then(|e| e.size),
+                    expected_sha256: entry.and_then(|e| e.sha256.as_deref()),
+                    installed,
+                    size,
+                    status,
+                    sha256,
+                }
             })
             .collect();
         writeln!(stdout, "{}", serde_json::to_string_pretty(&json)?)?;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::cli::{LauncherArgs, SettingsArgs, SettingsCommand};
@@ -90,25 +91,53 @@ pub fn run(launcher: &LauncherArgs, args: &SettingsArgs) -> anyhow::Result<ExitC
                     presets::PresetSource::Builtin => "built in".to_owned(),
                     presets::PresetSource::User(path) => path.display().to_string(),
                 };
-                list.push(json!({"name": name, "description": preset.description, "from": from}));
+                list.push(PresetRow {
+                    name,
+                    description: preset.description,
+                    from,
+                });
             }
             let mut stdout = io::stdout().lock();
             if out.json {
                 writeln!(stdout, "{}", serde_json::to_string_pretty(&list)?)?;
             } else {
                 for p in &list {
-                    writeln!(
-                        stdout,
-                        "{:<10} {} ({})",
-                        text(&p["name"]),
-                        text(&p["description"]),
-                        text(&p["from"])
-                    )?;
+                    writeln!(stdout, "{:<10} {} ({})", p.name, p.description, p.from)?;
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// One row of `settings presets` (`--json`: the list of them).
+#[derive(Debug, Serialize)]
+struct PresetRow {
+    name: String,
+    description: String,
+    /// "built in", or the user's preset file.
+    from: String,
+}
+
+/// One declared key of `settings show`.
+#[derive(Debug, Serialize)]
+struct ShowRow<'a> {
+    file: &'static str,
+    key: &'a str,
+    declared: &'a Value,
+    layer: String,
+    /// What the webui will use: the user's own edit where one is kept, else the declared value.
+    effective: &'a Value,
+    user_edit: bool,
+    in_file: bool,
+}
+
+/// `settings show --json`.
+#[derive(Debug, Serialize)]
+struct ShowReport<'a> {
+    source: &'a str,
+    presets: Vec<&'a str>,
+    settings: Vec<ShowRow<'a>>,
 }
 
 fn data_dir(launcher: &LauncherArgs) -> anyhow::Result<PathBuf> {
@@ -160,23 +189,23 @@ fn show(plan: &Plan, data: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
         for (key, value, origin) in &declared.values {
             let kept = file.outcome.kept.iter().find(|c| &c.key == key);
             let current = file.current.as_ref().and_then(|c| c.get(key));
-            rows.push(json!({
-                "file": file.target.file_name(),
-                "key": key,
-                "declared": value,
-                "layer": origin.to_string(),
-                "effective": kept.map_or(value, |_| current.unwrap_or(value)),
-                "user_edit": kept.is_some(),
-                "in_file": current == Some(value),
-            }));
+            rows.push(ShowRow {
+                file: file.target.file_name(),
+                key,
+                declared: value,
+                layer: origin.to_string(),
+                effective: kept.map_or(value, |_| current.unwrap_or(value)),
+                user_edit: kept.is_some(),
+                in_file: current == Some(value),
+            });
         }
     }
     if as_json {
-        let out = json!({
-            "source": plan.source,
-            "presets": plan.presets.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-            "settings": rows,
-        });
+        let out = ShowReport {
+            source: &plan.source,
+            presets: plan.presets.iter().map(|(n, _)| n.as_str()).collect(),
+            settings: rows,
+        };
         writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -195,9 +224,9 @@ fn show(plan: &Plan, data: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
         writeln!(stdout, "no declared settings")?;
     }
     for row in &rows {
-        let note = if row["user_edit"] == true {
-            format!("your edit (declared {})", row["declared"])
-        } else if row["in_file"] == true {
+        let note = if row.user_edit {
+            format!("your edit (declared {})", row.declared)
+        } else if row.in_file {
             String::new()
         } else {
             "applied at next start".to_owned()
@@ -205,10 +234,10 @@ fn show(plan: &Plan, data: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
         writeln!(
             stdout,
             "{:<15} {:<44} {:<24} {:<16} {note}",
-            text(&row["file"]),
-            text(&row["key"]),
-            row["effective"].to_string(),
-            text(&row["layer"]),
+            row.file,
+            row.key,
+            row.effective.to_string(),
+            row.layer,
         )?;
     }
     Ok(ExitCode::SUCCESS)
