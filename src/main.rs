@@ -18,15 +18,25 @@ fn main() -> ExitCode {
         Err(error) => error.exit(),
     };
     init_logging();
+    // Resolved once, here, for the commands that need it (ripgrep's two stages: raw arguments,
+    // then one resolved configuration passed down).
+    let base = || commands::Base::resolve(&cli.launcher);
     let result = match &cli.command {
         _ if cli.launcher.version => version(),
-        Some(Command::Doctor(args)) => commands::doctor::run(&cli.launcher, args),
-        Some(Command::Settings(args)) => commands::settings::run(&cli.launcher, args),
-        Some(Command::Models(args)) => commands::models::run(&cli.launcher, args),
-        Some(Command::Extensions(args)) => commands::extensions::run(&cli.launcher, args),
+        Some(Command::Doctor(args)) => commands::doctor::run(&cli.launcher, base(), args),
+        Some(Command::Settings(args)) => {
+            base().and_then(|base| commands::settings::run(&cli.launcher, base, args))
+        }
+        Some(Command::Models(args)) => base().and_then(|base| commands::models::run(base, args)),
+        Some(Command::Extensions(args)) => {
+            base().and_then(|base| commands::extensions::run(&cli.launcher, base, args))
+        }
         Some(Command::Completions { shell }) => commands::shell::completions(*shell),
         Some(Command::Man) => commands::shell::man(),
-        None => commands::run::run(cli),
+        None => match base() {
+            Ok(base) => commands::run::run(cli, base),
+            Err(error) => Err(error),
+        },
     };
     match result {
         Ok(code) => code,

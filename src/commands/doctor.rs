@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{DoctorArgs, LauncherArgs};
-use crate::commands::Prepared;
+use crate::commands::{Base, Prepared};
 use crate::embed;
 use crate::sources::Sources;
 
@@ -100,10 +100,15 @@ impl PythonFacts {
     }
 }
 
-pub fn run(launcher: &LauncherArgs, args: &DoctorArgs) -> anyhow::Result<ExitCode> {
+/// `base` may have failed: doctor reports that as a problem, like everything else it finds.
+pub fn run(
+    launcher: &LauncherArgs,
+    base: anyhow::Result<Base>,
+    args: &DoctorArgs,
+) -> anyhow::Result<ExitCode> {
     let sources = Sources::pinned();
     let mut problems = Vec::new();
-    let setup = match Prepared::new(launcher) {
+    let setup = match base.and_then(|base| Prepared::new(launcher, base)) {
         Ok(prepared) => Some(setup(&prepared, &sources, &mut problems)?),
         Err(e) => {
             problems.push(format!("{e:#}"));

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::cli::LauncherArgs;
 use crate::cli::extensions::{ExtensionsArgs, ExtensionsCommand};
-use crate::commands::Prepared;
+use crate::commands::{Base, Prepared};
 use crate::env_vars;
 use crate::extensions::{Extension, Inventory, Kind, Locations};
 
@@ -31,8 +31,8 @@ struct Row<'a> {
     requirements: Option<Requirements>,
 }
 
-pub fn run(launcher: &LauncherArgs, args: &ExtensionsArgs) -> anyhow::Result<ExitCode> {
-    let prepared = Prepared::new(launcher)?;
+pub fn run(launcher: &LauncherArgs, base: Base, args: &ExtensionsArgs) -> anyhow::Result<ExitCode> {
+    let prepared = Prepared::new(launcher, base)?;
     let inventory = Inventory::scan(&Locations {
         tree: &prepared.tree.root,
         managed: prepared.managed_extensions.as_deref(),

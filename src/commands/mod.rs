@@ -22,6 +22,22 @@ use crate::sources::Sources;
 /// The opt-in Python overlay's directory under the data dir (`webui_shim.overlay`).
 pub const PYTHON_OVERLAY_DIR: &str = "python-overlay";
 
+/// What every command resolves once, in `main`, from the launcher's arguments: where it was
+/// started and the data and cache dirs. Commands that run Python resolve the rest from it
+/// ([`Prepared`]); `completions`, `man` and `--version` need neither.
+pub struct Base {
+    pub cwd: PathBuf,
+    pub dirs: Dirs,
+}
+
+impl Base {
+    pub fn resolve(args: &LauncherArgs) -> anyhow::Result<Base> {
+        let cwd = std::env::current_dir().context("Failed to read the current directory")?;
+        let dirs = Dirs::resolve(args.data_dir.as_deref(), args.cache_dir.as_deref(), &cwd)?;
+        Ok(Base { cwd, dirs })
+    }
+}
+
 /// Everything resolved before the interpreter starts.
 pub struct Prepared {
     pub cwd: PathBuf,
@@ -36,10 +52,9 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    pub fn new(args: &LauncherArgs) -> anyhow::Result<Prepared> {
-        let cwd = std::env::current_dir().context("Failed to read the current directory")?;
+    pub fn new(args: &LauncherArgs, base: Base) -> anyhow::Result<Prepared> {
+        let Base { cwd, dirs } = base;
         let tree = WebuiTree::discover(args.webui_root.as_deref(), &cwd)?;
-        let dirs = Dirs::resolve(args.data_dir.as_deref(), args.cache_dir.as_deref(), &cwd)?;
         let python = PythonEnv::discover(args.python_env.as_deref(), &cwd)?;
         let shim_dir = shim::locate()?;
         let managed_extensions = args

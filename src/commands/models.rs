@@ -11,11 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cli::LauncherArgs;
 use crate::cli::models::{
     EnsureArgs, ListArgs, ModelsArgs, ModelsCommand, PullArgs, RemoveArgs, TransferArgs, VerifyArgs,
 };
-use crate::dirs::Dirs;
+use crate::commands::Base;
 use crate::models::download::Reporter;
 use crate::models::plan::{Overrides, Planned};
 use crate::models::{
@@ -42,13 +41,8 @@ struct ListRow<'a> {
     sha256: Option<String>,
 }
 
-pub fn run(launcher: &LauncherArgs, args: &ModelsArgs) -> anyhow::Result<ExitCode> {
-    let cwd = std::env::current_dir().context("Failed to read the current directory")?;
-    let dirs = Dirs::resolve(
-        launcher.data_dir.as_deref(),
-        launcher.cache_dir.as_deref(),
-        &cwd,
-    )?;
+pub fn run(base: Base, args: &ModelsArgs) -> anyhow::Result<ExitCode> {
+    let Base { dirs, .. } = base;
     let models = Models::from_env(dirs.data.clone())?;
     tracing::debug!(data = %dirs.data.display(), endpoints = ?models.endpoints, "models");
     let runtime = tokio::runtime::Builder::new_multi_thread()

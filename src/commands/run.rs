@@ -5,14 +5,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cli::Cli;
-use crate::commands::Prepared;
+use crate::commands::{Base, Prepared};
 use crate::control;
 use crate::embed;
 use crate::network::NetworkPlan;
 use crate::proxy::{self, ProxyConfig};
 
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let prepared = Prepared::new(&cli.launcher)?;
+pub fn run(cli: Cli, base: Base) -> anyhow::Result<ExitCode> {
+    let prepared = Prepared::new(&cli.launcher, base)?;
     if cli.launcher.webui_help {
         let config = prepared.launch_config("webui_help", Vec::new(), false);
         let code = embed::run_webui(&prepared.shim_dir, &serde_json::to_string(&config)?)?;

@@ -2,7 +2,7 @@
 //! every start runs (`prepare_start`).
 
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -10,8 +10,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::cli::{LauncherArgs, SettingsArgs, SettingsCommand};
-use crate::commands::Prepared;
-use crate::dirs::Dirs;
+use crate::commands::{Base, Prepared};
 use crate::embed;
 use crate::settings::merge::{Action, Change};
 use crate::settings::{self, Plan, ShimSettings, State, Target, presets};
@@ -44,21 +43,19 @@ pub fn prepare_start(args: &LauncherArgs, data: &Path) -> anyhow::Result<Option<
     Ok((!plan.is_empty()).then(|| ShimSettings::new(&plan)))
 }
 
-pub fn run(launcher: &LauncherArgs, args: &SettingsArgs) -> anyhow::Result<ExitCode> {
+pub fn run(launcher: &LauncherArgs, base: Base, args: &SettingsArgs) -> anyhow::Result<ExitCode> {
+    let data = base.dirs.data.clone();
     match &args.command {
-        SettingsCommand::Keys(out) => keys(launcher, out.json),
+        SettingsCommand::Keys(out) => keys(launcher, base, out.json),
         SettingsCommand::Show(out) => {
-            let data = data_dir(launcher)?;
             let plan = Plan::resolve(launcher.settings_file.as_deref(), &launcher.presets, &data)?;
             show(&plan, &data, out.json)
         }
         SettingsCommand::Diff(out) => {
-            let data = data_dir(launcher)?;
             let plan = Plan::resolve(launcher.settings_file.as_deref(), &launcher.presets, &data)?;
             diff(&plan, &data, out.json)
         }
         SettingsCommand::Apply { preset } => {
-            let data = data_dir(launcher)?;
             let plan = Plan::resolve(launcher.settings_file.as_deref(), &launcher.presets, &data)?;
             let settings::PresetApplied { written, skipped } =
                 settings::apply_preset_persistently(preset, &plan, &data)?;
@@ -83,7 +80,6 @@ pub fn run(launcher: &LauncherArgs, args: &SettingsArgs) -> anyhow::Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         SettingsCommand::Presets(out) => {
-            let data = data_dir(launcher)?;
             let mut list = Vec::new();
             for name in presets::available(&data) {
                 let (preset, source) = presets::load(&name, &data)?;
@@ -140,18 +136,8 @@ struct ShowReport<'a> {
     settings: Vec<ShowRow<'a>>,
 }
 
-fn data_dir(launcher: &LauncherArgs) -> anyhow::Result<PathBuf> {
-    let cwd = std::env::current_dir().context("Failed to read the current directory")?;
-    let dirs = Dirs::resolve(
-        launcher.data_dir.as_deref(),
-        launcher.cache_dir.as_deref(),
-        &cwd,
-    )?;
-    Ok(dirs.data)
-}
-
-fn keys(launcher: &LauncherArgs, as_json: bool) -> anyhow::Result<ExitCode> {
-    let prepared = Prepared::new(launcher)?;
+fn keys(launcher: &LauncherArgs, base: Base, as_json: bool) -> anyhow::Result<ExitCode> {
+    let prepared = Prepared::new(launcher, base)?;
     let config = prepared.launch_config(
         "settings_keys",
         vec![
