@@ -176,8 +176,9 @@ fn first_use_download(
     data_dir: Option<&std::path::Path>,
 ) -> Result<std::path::PathBuf, String> {
     use crate::models::download::error_chain;
-    use crate::models::first_use::{Context, Fetched, Lines, fetch};
+    use crate::models::first_use::{Context, Fetched, fetch};
     use crate::models::{Models, human_bytes};
+    use crate::progress::Lines;
 
     let models = Models::from_env(data_dir.map(std::path::Path::to_owned).unwrap_or_default())
         .map_err(|e| error_chain(&e))?;
@@ -197,7 +198,7 @@ fn first_use_download(
         .clone()
         .unwrap_or_else(|| request.url.clone());
     let fetched = runtime
-        .block_on(fetch(&context, request, &Lines::new(label)))
+        .block_on(fetch(&context, request, &Lines::new(vec![label])))
         .map_err(|e| error_chain(&e))?;
     if let Fetched::Downloaded { outcome, catalog } = &fetched {
         let what = match (catalog, outcome.verified) {

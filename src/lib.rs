@@ -17,6 +17,7 @@ pub mod extensions;
 pub mod layout;
 pub mod models;
 pub mod network;
+pub mod progress;
 pub mod proxy;
 pub mod python_env;
 pub mod restart;

@@ -12,13 +12,13 @@
 
 use std::path::{Path, PathBuf};
 
+use super::ModelsError;
 use super::catalog::{Catalog, Entry};
 use super::download::{Downloader, Job, Outcome, Reporter, Source};
 use super::installed::{Manifest, Record, modified_ns, relative_key};
 use super::paths::{models_dir, validate_file_name};
 use super::plan::HashOrigin;
 use super::reference::{Endpoints, Reference, Tokens};
-use super::{ModelsError, human_bytes};
 
 /// Suffix of a finished download that still waits for a check the downloader cannot make
 /// (a short hash prefix) or that replaces an existing file (`re_download`). The webui lists
@@ -247,51 +247,6 @@ fn record(
     Manifest::update(&models, |m| {
         m.files.insert(relative, record);
     })
-}
-
-/// Plain progress lines on stderr, for downloads the webui starts (no terminal of ours).
-pub struct Lines {
-    state: std::sync::Mutex<(u64, Option<u64>, u64)>,
-    label: String,
-}
-
-impl Lines {
-    pub fn new(label: impl Into<String>) -> Lines {
-        Lines {
-            state: std::sync::Mutex::new((0, None, 0)),
-            label: label.into(),
-        }
-    }
-}
-
-impl Reporter for Lines {
-    fn on_start(&self, _id: usize, _label: &str, total: Option<u64>, done: u64) {
-        if let Ok(mut state) = self.state.lock() {
-            *state = (
-                done,
-                total,
-                total.filter(|t| *t > 0).map_or(0, |t| done * 10 / t),
-            );
-        }
-    }
-
-    fn on_progress(&self, _id: usize, bytes: u64) {
-        let Ok(mut state) = self.state.lock() else {
-            return;
-        };
-        state.0 += bytes;
-        if let Some(total) = state.1.filter(|t| *t > 0) {
-            let tenth = state.0 * 10 / total;
-            if tenth > state.2 {
-                state.2 = tenth;
-                eprintln!("{}: {}% of {}", self.label, tenth * 10, human_bytes(total));
-            }
-        }
-    }
-
-    fn on_notice(&self, _id: usize, message: &str) {
-        eprintln!("{}: {message}", self.label);
-    }
 }
 
 #[cfg(test)]
