@@ -144,6 +144,7 @@ fn list(models: &Models, args: &ListArgs) -> anyhow::Result<ExitCode> {
             [name, size, status, row.relative.clone()]
         })
         .collect();
+    // Four left/right-aligned columns, by hand: a table crate would add a dependency for this.
     let headers = ["NAME", "SIZE", "STATUS", "FILE"];
     let widths: Vec<usize> = (0..3)
         .map(|i| {

@@ -111,7 +111,8 @@ pub enum ModelsError {
     },
 }
 
-/// Binary units, one decimal: `4.0 GiB`, `512 B`.
+/// Binary units, one decimal: `4.0 GiB`, `512 B`. By hand rather than `indicatif::HumanBytes`
+/// (two decimals): the catalog's sizes and every message and table already read this way.
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
     if bytes < 1024 {
