@@ -68,54 +68,41 @@ fn refusal_for(err: &io::Error) -> Refusal {
     }
 }
 
+/// The flags of every open here: read-only, no controlling terminal, and `O_NONBLOCK` so a
+/// FIFO that slipped past the checks cannot hang the worker.
+#[cfg(target_os = "linux")]
+fn open_flags() -> rustix::fs::OFlags {
+    use rustix::fs::OFlags;
+    OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOFOLLOW
+}
+
 #[cfg(target_os = "linux")]
 fn open_no_symlinks(path: &Path) -> io::Result<File> {
-    use std::ffi::CString;
-    use std::os::fd::FromRawFd;
-    use std::os::unix::ffi::OsStrExt;
+    use rustix::fs::{CWD, Mode, ResolveFlags};
+    use rustix::io::Errno;
 
-    let c_path = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOFOLLOW;
-    // SAFETY: open_how is plain data; all zero is its "no flags" value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = u64::try_from(flags).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    how.resolve = libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: `c_path` is a valid NUL-terminated string and `how` a valid `open_how` of the
-    // size passed; the returned descriptor, if any, is owned by nobody else.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            libc::AT_FDCWD,
-            c_path.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd >= 0 {
-        let fd = i32::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
-        // SAFETY: a fresh descriptor from openat2, owned from here on.
-        return Ok(unsafe { File::from_raw_fd(fd) });
-    }
-    let err = io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::ENOSYS) | Some(libc::EPERM) => open_and_read_back(path, &c_path, flags),
-        _ => Err(err),
+    // openat2 (Linux 5.6) refuses a symlink in any component, not only the last.
+    match rustix::fs::openat2(
+        CWD,
+        path,
+        open_flags(),
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    ) {
+        Ok(fd) => Ok(File::from(fd)),
+        // Older kernels, or a seccomp filter that forbids it.
+        Err(Errno::NOSYS) | Err(Errno::PERM) => open_and_read_back(path),
+        Err(errno) => Err(errno.into()),
     }
 }
 
 /// Without openat2: open, then ask the kernel which path the descriptor has.
 #[cfg(target_os = "linux")]
-fn open_and_read_back(path: &Path, c_path: &std::ffi::CStr, flags: i32) -> io::Result<File> {
-    use std::os::fd::{AsRawFd, FromRawFd};
+fn open_and_read_back(path: &Path) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
 
-    // SAFETY: `c_path` is a valid NUL-terminated string.
-    let fd = unsafe { libc::open(c_path.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor from open, owned from here on.
-    let file = unsafe { File::from_raw_fd(fd) };
+    let fd = rustix::fs::open(path, open_flags(), rustix::fs::Mode::empty())?;
+    let file = File::from(fd);
     let actual = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
     if actual != path {
         return Err(io::Error::from(io::ErrorKind::PermissionDenied));
@@ -199,10 +186,7 @@ mod tests {
         std::fs::create_dir(base.join("real")).unwrap();
         std::fs::write(base.join("real/img.png"), b"x").unwrap();
         std::os::unix::fs::symlink(base.join("real"), base.join("link")).unwrap();
-        let open = |path: &Path| {
-            let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-            open_and_read_back(path, &c_path, libc::O_RDONLY | libc::O_NOFOLLOW)
-        };
+        let open = |path: &Path| open_and_read_back(path);
         assert!(open(&base.join("real/img.png")).is_ok());
         let err = open(&base.join("link/img.png")).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
