@@ -22,9 +22,13 @@ pub const DIR: &str = "managed-extensions";
 /// alone: what it holds is the user's, and the webui loads only the managed names.
 pub fn build(managed: &Path, data: &Path) -> Result<PathBuf, ViewError> {
     let views = data.join(DIR);
-    let entries = std::fs::read_dir(managed).map_err(super::io_error("read", managed))?;
+    let read_error = |source| ViewError::Build {
+        view: views.clone(),
+        source,
+    };
+    let entries = fs_err::read_dir(managed).map_err(read_error)?;
     for entry in entries {
-        let entry = entry.map_err(super::io_error("read", managed))?;
+        let entry = entry.map_err(read_error)?;
         let name = entry.file_name();
         if name.as_encoded_bytes().starts_with(b".") || !entry.path().is_dir() {
             continue;

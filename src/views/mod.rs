@@ -34,21 +34,13 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ViewError {
-    #[error("Failed to build the writable view `{path}`: {action}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
+    /// The cause (fs_err's) names the operation and the path.
+    #[error("Failed to build the writable view `{view}`")]
+    Build {
+        view: PathBuf,
         #[source]
         source: io::Error,
     },
-}
-
-fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ViewError + 'a {
-    move |source| ViewError::Io {
-        action,
-        path: path.to_owned(),
-        source,
-    }
 }
 
 /// Marks a directory of the view as a merge this module made (and may remove).
@@ -83,7 +75,7 @@ struct Roots {
 
 impl Roots {
     fn ours(&self, link: &Path) -> bool {
-        std::fs::read_link(link).is_ok_and(|target| {
+        fs_err::read_link(link).is_ok_and(|target| {
             self.layers
                 .iter()
                 .chain(&self.previous)
@@ -105,16 +97,23 @@ impl Roots {
 /// Builds (or refreshes) `view` as the union of `layers` under an exclusive lock on
 /// `.<view name>.lock` beside it.
 pub(crate) fn refresh(layers: &[PathBuf], view: &Path, merge: Merge) -> Result<(), ViewError> {
-    std::fs::create_dir_all(view).map_err(io_error("create", view))?;
+    refresh_io(layers, view, merge).map_err(|source| ViewError::Build {
+        view: view.to_owned(),
+        source,
+    })
+}
+
+fn refresh_io(layers: &[PathBuf], view: &Path, merge: Merge) -> io::Result<()> {
+    fs_err::create_dir_all(view)?;
     // Beside the view, hidden: `<parent>/.<name>.lock` (a dotted extension name keeps its own).
     let name = view.file_name().unwrap_or_default().to_string_lossy();
     let lock = view.with_file_name(format!(".{name}.lock"));
     let _lock = Lock::take(&lock)?;
     let sources = view.join(SOURCES);
-    let previous = match std::fs::read_to_string(&sources) {
+    let previous = match fs_err::read_to_string(&sources) {
         Ok(text) => text.lines().map(PathBuf::from).collect(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(io_error("read", &sources)(e)),
+        Err(e) => return Err(e),
     };
     let roots = Roots {
         layers: layers.to_vec(),
@@ -128,17 +127,13 @@ pub(crate) fn refresh(layers: &[PathBuf], view: &Path, merge: Merge) -> Result<(
             .map(|l| format!("{}\n", l.display()))
             .collect();
         crate::atomic_file::write(&sources, text.as_bytes())
-            .map_err(|e| io_error("write", &sources)(e.source))?;
+            .map_err(|e| io::Error::new(e.source.kind(), e))?;
     }
     Ok(())
 }
 
 /// What the directory merging `layers` should hold (see [`Roots::merges_single`]).
-fn wanted(
-    layers: &[PathBuf],
-    roots: &Roots,
-    top: bool,
-) -> Result<BTreeMap<OsString, Want>, ViewError> {
+fn wanted(layers: &[PathBuf], roots: &Roots, top: bool) -> io::Result<BTreeMap<OsString, Want>> {
     let mut wanted: BTreeMap<OsString, Want> = BTreeMap::new();
     for layer in layers {
         for (name, path) in visible_entries(layer)? {
@@ -167,25 +162,23 @@ fn wanted(
 }
 
 /// Makes the real directory `view` the merge of `layers` (see the module doc).
-fn sync(layers: &[PathBuf], view: &Path, roots: &Roots, top: bool) -> Result<(), ViewError> {
+fn sync(layers: &[PathBuf], view: &Path, roots: &Roots, top: bool) -> io::Result<()> {
     let mut wanted = wanted(layers, roots, top)?;
 
     for (name, path) in visible_entries(view)? {
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        let Ok(meta) = fs_err::symlink_metadata(&path) else {
             continue;
         };
         if meta.file_type().is_symlink() {
             let ours = roots.ours(&path);
             match wanted.get(&name) {
                 Some(Want::Link(target))
-                    if std::fs::read_link(&path).ok().as_ref() == Some(target) =>
+                    if fs_err::read_link(&path).ok().as_ref() == Some(target) =>
                 {
                     wanted.remove(&name);
                 }
                 Some(Want::Link(_)) if ours => {} // replaced below, atomically
-                _ if ours => {
-                    std::fs::remove_file(&path).map_err(io_error("remove a stale link", &path))?
-                }
+                _ if ours => fs_err::remove_file(&path)?,
                 _ => keep(&path, wanted.remove(&name)),
             }
         } else if meta.is_dir() && wants_directory(wanted.get_mut(&name)) {
@@ -211,13 +204,12 @@ fn sync(layers: &[PathBuf], view: &Path, roots: &Roots, top: bool) -> Result<(),
         match want {
             Want::Link(target) => {
                 let temporary = view.join(format!(".link-{}", std::process::id()));
-                let _ = std::fs::remove_file(&temporary);
-                std::os::unix::fs::symlink(&target, &temporary)
-                    .map_err(io_error("link", &temporary))?;
-                std::fs::rename(&temporary, &entry).map_err(io_error("link", &entry))?;
+                let _ = fs_err::remove_file(&temporary);
+                fs_err::os::unix::fs::symlink(&target, &temporary)?;
+                fs_err::rename(&temporary, &entry)?;
             }
             Want::Merge(sources) => {
-                std::fs::create_dir(&entry).map_err(io_error("create", &entry))?;
+                fs_err::create_dir(&entry)?;
                 mark(&entry)?;
                 sync(&sources, &entry, roots, false)?;
             }
@@ -243,12 +235,12 @@ fn wants_directory(want: Option<&mut Want>) -> bool {
     true
 }
 
-fn mark(dir: &Path) -> Result<(), ViewError> {
+fn mark(dir: &Path) -> io::Result<()> {
     let marker = dir.join(MERGED);
     if marker.exists() {
         return Ok(());
     }
-    std::fs::write(&marker, b"").map_err(io_error("mark", &marker))
+    fs_err::write(&marker, b"")
 }
 
 /// An entry written by an extension stays; say what it hides.
@@ -268,32 +260,32 @@ fn keep(path: &Path, hidden: Option<Want>) {
 /// Takes apart a merged directory that is no longer one: our links and markers go; what an
 /// extension wrote inside (files, directories, links of its own) stays, and so does the
 /// directory then.
-fn unmerge(dir: &Path, roots: &Roots) -> Result<(), ViewError> {
-    for entry in std::fs::read_dir(dir).map_err(io_error("read", dir))? {
-        let path = entry.map_err(io_error("read", dir))?.path();
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+fn unmerge(dir: &Path, roots: &Roots) -> io::Result<()> {
+    for entry in fs_err::read_dir(dir)? {
+        let path = entry?.path();
+        let Ok(meta) = fs_err::symlink_metadata(&path) else {
             continue;
         };
         if meta.file_type().is_symlink() {
             if roots.ours(&path) {
-                std::fs::remove_file(&path).map_err(io_error("remove a stale link", &path))?;
+                fs_err::remove_file(&path)?;
             }
         } else if meta.is_dir() && path.join(MERGED).exists() {
             unmerge(&path, roots)?;
         }
     }
     let marker = dir.join(MERGED);
-    std::fs::remove_file(&marker).map_err(io_error("remove", &marker))?;
+    fs_err::remove_file(&marker)?;
     // Fails when an extension left something here: then the directory stays, as theirs.
-    let _ = std::fs::remove_dir(dir);
+    let _ = fs_err::remove_dir(dir);
     Ok(())
 }
 
 /// The entries of `dir` that upstream and gradio would show (no dot names), with their paths.
-fn visible_entries(dir: &Path) -> Result<Vec<(OsString, PathBuf)>, ViewError> {
+fn visible_entries(dir: &Path) -> io::Result<Vec<(OsString, PathBuf)>> {
     let mut entries = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io_error("read", dir))? {
-        let entry = entry.map_err(io_error("read", dir))?;
+    for entry in fs_err::read_dir(dir)? {
+        let entry = entry?;
         let name = entry.file_name();
         if !name.as_encoded_bytes().starts_with(b".") {
             entries.push((name, entry.path()));
@@ -305,18 +297,17 @@ fn visible_entries(dir: &Path) -> Result<Vec<(OsString, PathBuf)>, ViewError> {
 /// An exclusive `flock` held while the view is rebuilt (two launchers on one data dir).
 struct Lock {
     /// Held, not read: closing it releases the lock.
-    _file: std::fs::File,
+    _file: fs_err::File,
 }
 
 impl Lock {
-    fn take(path: &Path) -> Result<Lock, ViewError> {
-        let file = std::fs::OpenOptions::new()
+    fn take(path: &Path) -> io::Result<Lock> {
+        let file = fs_err::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(path)
-            .map_err(io_error("open the lock", path))?;
-        file.lock().map_err(io_error("lock", path))?;
+            .open(path)?;
+        file.lock()?;
         Ok(Lock { _file: file })
     }
 }
