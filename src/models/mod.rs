@@ -102,6 +102,8 @@ pub enum ModelsError {
         #[source]
         source: serde_json::Error,
     },
+    /// By hand, as `DownloadError::Io` (the raw OS error stays visible), with the action in
+    /// our words ("rename into place").
     #[error("Failed to {action} `{path}`")]
     Io {
         action: &'static str,

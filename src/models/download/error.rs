@@ -66,6 +66,8 @@ pub enum DownloadError {
     Busy { path: PathBuf },
     #[error("`{path}` already exists")]
     TargetExists { path: PathBuf },
+    /// By hand rather than through `fs_err`: its errors hide `raw_os_error()`, which
+    /// [`part::is_disk_full`](super::part) needs (ENOSPC, EDQUOT) to keep the `.part`.
     #[error("Failed to {action} `{path}`")]
     Io {
         action: &'static str,
