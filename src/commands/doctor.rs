@@ -1,6 +1,6 @@
 //! `stable-diffusion-webui doctor`: what the launcher would run, and what is missing.
 //!
-//! The report is one typed value ([`Report`]): `--json` serialises it, the plain output reads
+//! The report is one typed value (`Report`): `--json` serialises it, the plain output reads
 //! its fields, so a renamed field breaks the build rather than the output.
 
 use std::collections::BTreeMap;
