@@ -14,7 +14,7 @@
 //!   rebuilds and never replaced by a later link (a directory of it merges a later layer's
 //!   entries beside its own; anything else is kept and a warning says what it hides). Merged
 //!   directories carry a marker file, and only links into a layer, present or past, are ours
-//!   to remove: the layers of the last build are recorded in the view ([`SOURCES`]), so after
+//!   to remove: the layers of the last build are recorded in the view (`.view-sources`), so after
 //!   an update (new store paths) links to the old ones are replaced, not kept as an
 //!   extension's;
 //! - rebuilt at every start under a lock, so links follow new layers; symlinks are swapped

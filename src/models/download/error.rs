@@ -67,7 +67,7 @@ pub enum DownloadError {
     #[error("`{path}` already exists")]
     TargetExists { path: PathBuf },
     /// By hand rather than through `fs_err`: its errors hide `raw_os_error()`, which
-    /// [`part::is_disk_full`](super::part) needs (ENOSPC, EDQUOT) to keep the `.part`.
+    /// `part::is_disk_full` needs (ENOSPC, EDQUOT) to keep the `.part`.
     #[error("Failed to {action} `{path}`")]
     Io {
         action: &'static str,
