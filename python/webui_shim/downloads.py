@@ -22,7 +22,7 @@ import os
 from types import ModuleType
 from urllib.parse import urlparse
 
-from . import control
+from . import control, hash_seeding
 from .config import LaunchConfig
 from .hooks import after_import, patches
 
@@ -82,7 +82,7 @@ def _make_load_file_from_url(data_dir: str):
         if os.path.exists(cached_file) and not re_download:
             return cached_file
         print(f'\nDownloading: "{url}" to {cached_file}', flush=True)
-        return os.fspath(
+        path = os.fspath(
             _launcher.download(
                 url,
                 model_dir,
@@ -92,6 +92,10 @@ def _make_load_file_from_url(data_dir: str):
                 data_dir=data_dir,
             )
         )
+        # A verified checkpoint placed now is not hashed again by upstream either.
+        if data_dir:
+            hash_seeding.seed(os.path.join(data_dir, "models"))
+        return path
 
     return load_file_from_url
 

@@ -16,7 +16,7 @@ import threading
 import time
 from types import ModuleType
 
-from . import control, downloads, extensions, locks, overlay, pip_guard, requirements, root_view
+from . import control, downloads, extensions, hash_seeding, locks, overlay, pip_guard, requirements, root_view
 from .config import EXTENSION_NAME_ENV, LaunchConfig
 from .hooks import after_import, patches
 
@@ -45,6 +45,7 @@ def install(config: LaunchConfig) -> None:
     locks.install(config)
     extensions.install(config)
     downloads.install(config)
+    hash_seeding.install(config)
     root_view.install(config)
 
 
