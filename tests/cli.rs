@@ -149,6 +149,16 @@ fn launcher_options_are_taken_before_or_after_the_subcommand() {
         &["--data-dir", data, "settings", "presets"],
         &["models", "list", "--data-dir", data],
         &["--cache-dir", data, "models", "list", "--data-dir", data],
+        // A launcher option's value that is also a subcommand's name is still its value.
+        &[
+            "--data-dir",
+            "models",
+            "--cache-dir",
+            data,
+            "models",
+            "list",
+        ],
+        &["--preset", "doctor", "--data-dir", data, "doctor", "--json"],
     ];
     for args in cases {
         let out = launcher(tmp.path()).args(*args).output().unwrap();

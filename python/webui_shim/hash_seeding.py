@@ -10,7 +10,9 @@ Nix-store model carries its fixed-output hash. This module writes upstream's own
 upstream's own cache API, for exactly those records that are
 
 - verified: the recorded hash matched an independently known one (catalog, ``--sha256``, the
-  store's); an unverified download seeds nothing;
+  Hub's or Civitai's record); an unverified download seeds nothing. A Nix-store model's record
+  carries the sha256 its declaration gives (``nix/models.nix``: the fixed-output hash Nix
+  checked), which is trusted as ``models list`` trusts it;
 - unchanged: the file's size and mtime (ns) are still what was recorded, so upstream would
   compute the same hash. A file changed since, or placed by hand, is left to upstream.
 
@@ -61,8 +63,11 @@ def verified_unchanged(models_dir: str) -> Iterator[tuple[str, str, str]]:
         yield relative, path, sha256
 
 
-def checkpoint_title(path: str, model_path: str, ckpt_dir: str | None) -> str:
-    """``checkpoint/<name>``, ``<name>`` as ``modules.sd_models.CheckpointInfo.__init__`` makes it."""
+def checkpoint_title(path: str, model_path: str, ckpt_dir: str | None) -> str | None:
+    """``checkpoint/<name>``, ``<name>`` as ``modules.sd_models.CheckpointInfo.__init__`` makes it;
+    None where upstream would name the file by its base name alone (outside ``--ckpt-dir`` and
+    its models path, e.g. after ``--models-dir``): two files can share that title, so it is
+    not seeded."""
     abspath = os.path.abspath(path)
     abs_ckpt_dir = os.path.abspath(ckpt_dir) if ckpt_dir is not None else None
     if abs_ckpt_dir and abspath.startswith(abs_ckpt_dir):
@@ -70,7 +75,7 @@ def checkpoint_title(path: str, model_path: str, ckpt_dir: str | None) -> str:
     elif abspath.startswith(model_path):
         name = abspath.replace(model_path, "")
     else:
-        name = os.path.basename(path)
+        return None
     if name.startswith("\\") or name.startswith("/"):
         name = name[1:]
     return f"checkpoint/{name}"
@@ -95,6 +100,8 @@ def _seed_into(hashes: ModuleType, models_dir: str, model_path: str, ckpt_dir: s
         if relative.split("/", 1)[0] != CHECKPOINT_FOLDER:
             continue
         title = checkpoint_title(path, model_path, ckpt_dir)
+        if title is None:
+            continue
         # Exactly what hashes.sha256 stores, so sha256_from_cache's mtime comparison holds.
         entry = {"mtime": os.path.getmtime(path), "sha256": sha256}
         if cache.get(title) != entry:

@@ -16,7 +16,7 @@ import shlex
 from dataclasses import dataclass, field
 
 # pip install options that take a value; their value is not a requirement.
-_OPTIONS_WITH_VALUE = {
+OPTIONS_WITH_VALUE = {
     "-i",
     "--index-url",
     "--extra-index-url",
@@ -175,7 +175,7 @@ def check_pip_request(args: list[str], cwd: str | None = None) -> Check:
             specs += _read_requirements_file(arg.split("=", 1)[1], cwd or os.getcwd())
         elif arg in ("-e", "--editable"):
             specs.append(next(iterator, ""))
-        elif arg in _OPTIONS_WITH_VALUE:
+        elif arg in OPTIONS_WITH_VALUE:
             next(iterator, None)
         elif arg.startswith("-"):
             continue

@@ -210,25 +210,21 @@ pub fn parse(
     };
     let command = Cli::command();
     // A subcommand, possibly after launcher options (`--data-dir X models list`): the first
-    // argument that is not a launcher option names it.
-    let (_, rest) = split(&command, &args);
-    if let Some(name) = rest
-        .first()
-        .filter(|a| command.get_subcommands().any(|s| s.get_name() == *a))
-    {
+    // argument that is not a launcher option or its value names it (never one after `--`).
+    let subcommand = first_unowned(&command, &args).filter(|&at| {
+        command
+            .get_subcommands()
+            .any(|s| s.get_name() == args[at].as_str())
+    });
+    if let Some(at) = subcommand {
         // Launcher options are global: clap takes them after the subcommand's name. Only those
         // before the name move; the ones after it are already there (moving them too gave
         // "cannot be used multiple times" for `doctor --data-dir X`).
-        let at = args
-            .iter()
-            .skip(1)
-            .position(|a| a == name)
-            .map_or(1, |i| i + 1);
         let (leading, _) = split(&command, &args[..at]);
         let reordered = leading
             .iter()
             .take(1)
-            .chain([name])
+            .chain([&args[at]])
             .chain(leading.iter().skip(1))
             .chain(args.iter().skip(at + 1))
             .cloned()
@@ -242,9 +238,9 @@ pub fn parse(
     Ok(cli)
 }
 
-/// Separate launcher-owned flags (with their values) from upstream's, keeping both in order.
-pub fn split(command: &clap::Command, args: &[String]) -> (Vec<String>, Vec<String>) {
-    let owned: Vec<(String, bool)> = command
+/// The launcher's own flags (`--name`) and whether each takes a value.
+fn owned_flags(command: &clap::Command) -> Vec<(String, bool)> {
+    command
         .get_arguments()
         .filter_map(|arg| {
             let takes_value = arg.get_action().takes_values();
@@ -255,7 +251,31 @@ pub fn split(command: &clap::Command, args: &[String]) -> (Vec<String>, Vec<Stri
             ("-h".to_owned(), false),
             ("-V".to_owned(), false),
         ])
-        .collect();
+        .collect()
+}
+
+/// Index of the first argument that is neither a launcher flag nor its value; `None` when
+/// there is none before `--` (what follows `--` is the webui's).
+fn first_unowned(command: &clap::Command, args: &[String]) -> Option<usize> {
+    let owned = owned_flags(command);
+    let mut at = 1;
+    while let Some(arg) = args.get(at) {
+        if arg == "--" {
+            return None;
+        }
+        let name = arg.split_once('=').map_or(arg.as_str(), |(n, _)| n);
+        match owned.iter().find(|(flag, _)| flag == name) {
+            Some((_, true)) if !arg.contains('=') => at += 2,
+            Some(_) => at += 1,
+            None => return Some(at),
+        }
+    }
+    None
+}
+
+/// Separate launcher-owned flags (with their values) from upstream's, keeping both in order.
+pub fn split(command: &clap::Command, args: &[String]) -> (Vec<String>, Vec<String>) {
+    let owned = owned_flags(command);
     let mut launcher = args.first().cloned().into_iter().collect::<Vec<_>>();
     let mut webui = Vec::new();
     let mut rest = args.iter().skip(1);

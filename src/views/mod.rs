@@ -120,16 +120,23 @@ fn refresh_io(layers: &[PathBuf], view: &Path, merge: Merge) -> io::Result<()> {
         previous,
         merge,
     };
+    if roots.previous != roots.layers {
+        // Old and new first: a start that dies half-way leaves links the next one still owns.
+        write_sources(&sources, roots.previous.iter().chain(&roots.layers))?;
+    }
     sync(layers, view, &roots, true)?;
     if roots.previous != roots.layers {
-        let text: String = layers
-            .iter()
-            .map(|l| format!("{}\n", l.display()))
-            .collect();
-        crate::atomic_file::write(&sources, text.as_bytes())
-            .map_err(|e| io::Error::new(e.source.kind(), e))?;
+        write_sources(&sources, &roots.layers)?;
     }
     Ok(())
+}
+
+fn write_sources<'a>(path: &Path, layers: impl IntoIterator<Item = &'a PathBuf>) -> io::Result<()> {
+    let text: String = layers
+        .into_iter()
+        .map(|l| format!("{}\n", l.display()))
+        .collect();
+    crate::atomic_file::write(path, text.as_bytes()).map_err(|e| io::Error::new(e.source.kind(), e))
 }
 
 /// What the directory merging `layers` should hold (see [`Roots::merges_single`]).

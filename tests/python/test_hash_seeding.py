@@ -62,4 +62,5 @@ def test_titles_are_upstreams_checkpoint_names(tmp_path):
     assert hash_seeding.checkpoint_title(path, model_path, None) == "checkpoint/sub/x.safetensors"
     ckpt_dir = str(tmp_path / "models" / "Stable-diffusion" / "sub")
     assert hash_seeding.checkpoint_title(path, model_path, ckpt_dir) == "checkpoint/x.safetensors"
-    assert hash_seeding.checkpoint_title("/elsewhere/y.ckpt", model_path, None) == "checkpoint/y.ckpt"
+    # Upstream would call it by its base name, which another file can share: not seeded.
+    assert hash_seeding.checkpoint_title("/elsewhere/y.ckpt", model_path, None) is None

@@ -4,6 +4,7 @@ import json
 import os
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from webui_shim import arguments, hooks, pip_guard, requirements
@@ -68,6 +69,12 @@ def test_pip_is_recognised_in_shell_commands(command, expected):
         (["git", "clone", "https://x.invalid/pip"], False, None),
         ("pip install x", False, None),  # no shell: the program "pip install x" does not exist
         ("pip install x", True, ["install", "x"]),
+        ("FOO=1 pip3.11 -q install x", True, ["-q", "install", "x"]),
+        ([sys.executable, "-W", "ignore", "-m", "pip", "install", "x"], False, ["install", "x"]),
+        (["pip install x"], True, ["install", "x"]),  # a list with shell=True
+        (Path("/usr/bin/true"), False, None),  # a path-like program
+        ('echo "run pip install foo to fix"', True, None),  # only mentions pip
+        ("cd x && pip install y", True, None),  # pip inside a longer line (refused, see below)
         ([], False, None),
     ],
 )
@@ -94,7 +101,22 @@ def test_pip_guard_checks_writing_pip_commands_and_lets_the_rest_run(monkeypatch
     pip_guard.install(lambda args: (_ for _ in ()).throw(requirements.PipBlocked("refused")))
     with pytest.raises(requirements.PipBlocked, match="refused"):
         subprocess.check_call(["pip", "install", "absent-z"])
+    # Global options before the subcommand, a path-like program, `executable` given by position.
+    checked.clear()
+    pip_guard.install(checked.append)
+    assert subprocess.run(["pip", "--disable-pip-version-check", "-q", "install", "absent-q"]).returncode == 0
+    assert subprocess.run(Path(sys.executable).parent / "python3", input=b"", capture_output=True).returncode == 0
+    with subprocess.Popen(["pip", "install", "absent-p"], -1, "/nonexistent/pip") as process:
+        assert process.wait() == 0
+    assert os.system('echo "mentions pip install foo" > /dev/null') == 0
+    assert checked == [["install", "absent-q"], ["install", "absent-p"]]
+    # pip inside a longer command line: checked, then the line is refused (it cannot run in part).
+    with pytest.raises(requirements.PipBlocked, match="inside a longer shell command"):
+        subprocess.run("cd / && pip install absent-chain", shell=True)
+    assert checked[-1] == ["install", "absent-chain"]
     with pip_guard.allowed():
+        with pip_guard.allowed():
+            pass
         assert not pip_guard._intercepted([sys.executable, "-m", "pip", "install", "x"], False)
     assert not pip_guard._intercepted(["pip", "show", "x"], False)
     monkeypatch.setattr(pip_guard, "_check", None)
